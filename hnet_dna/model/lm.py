@@ -1,0 +1,215 @@
+"""HNetForCausalLM: token embedding -> recursive H-Net backbone -> LM head, plus decoding."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from hnet_dna.model.chunking import RoutingOutput
+from hnet_dna.model.config import HNetConfig
+from hnet_dna.model.hnet import HNet, HNetCache
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class CausalLMOutput:
+    logits: Tensor  # (B, L, V) float32
+    routing: list[RoutingOutput]  # one per stage, outer -> inner
+    hidden_states: Tensor | None = None  # (B, L, D0) backbone output before the head
+
+
+class HNetForCausalLM(nn.Module):
+    def __init__(
+        self,
+        config: HNetConfig,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        factory = {"device": device, "dtype": dtype}
+        d0 = config.stage_cfg(0)["d_model"]
+        self.embeddings = nn.Embedding(config.vocab_size, d0, **factory)
+        self.backbone = HNet(config, stage_idx=0, **factory)
+        self.lm_head = nn.Linear(d0, config.vocab_size, bias=False, **factory)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embeddings.weight
+
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
+    def init_weights(self, initializer_range: float = 0.02) -> None:
+        """Initialise for training from scratch, as the official ``init_weights`` does.
+
+        Linear layers of every isotropic stack get N(0, r); output projections (``out_proj``,
+        ``fc2``) get N(0, r / sqrt(n_res)) where n_res counts residual adds from the outermost
+        stage inward. Routing projections and ``residual_proj`` (flagged ``_no_reinit``), Mamba's
+        A_log / D / dt_bias / conv and the norms keep their constructor init.
+        """
+        nn.init.normal_(self.embeddings.weight, std=1.0)
+        if not self.config.tie_embeddings:
+            nn.init.normal_(self.lm_head.weight, std=initializer_range)
+        n_res = self.backbone.residual_heights()
+        for stage, stack in self.backbone.isotropic_stacks():
+            for name, module in stack.named_modules():
+                if not isinstance(module, nn.Linear) or getattr(module.weight, "_no_reinit", False):
+                    continue
+                std = initializer_range
+                if name.endswith("out_proj") or name.endswith("fc2"):
+                    std = initializer_range / math.sqrt(n_res[stage])
+                nn.init.normal_(module.weight, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: Tensor,  # (B, L) int64
+        mask: Tensor | None = None,
+        seq_idx: Tensor | None = None,
+        cache: HNetCache | None = None,
+        output_hidden_states: bool = False,
+    ) -> CausalLMOutput:
+        if mask is not None and mask.shape != input_ids.shape:
+            raise ValueError(f"mask shape {tuple(mask.shape)} != input shape {tuple(input_ids.shape)}")
+        hidden = self.embeddings(input_ids)
+        hidden, routing = self.backbone(hidden, mask=mask, seq_idx=seq_idx, cache=cache)
+        logits = self.lm_head(hidden).float()
+        return CausalLMOutput(logits, routing, hidden if output_hidden_states else None)
+
+    # ------------------------------------------------------------------ decoding
+    def allocate_inference_cache(
+        self,
+        batch_size: int,
+        max_seqlen: int,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> HNetCache:
+        device = device or self.embeddings.weight.device
+        dtype = dtype or self.embeddings.weight.dtype
+        return self.backbone.allocate_cache(batch_size, max_seqlen, device=device, dtype=dtype)
+
+    def step(self, input_ids: Tensor, cache: HNetCache, active: Tensor | None = None) -> Tensor:
+        """Next-token logits ``(B, V)`` for one new token per row ``(B,)`` or ``(B, 1)``."""
+        ids = input_ids.reshape(-1, 1)
+        hidden = self.backbone.step(self.embeddings(ids), cache, active)
+        return self.lm_head(hidden[:, 0]).float()
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Tensor | list[list[int]],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_token_id: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> list[list[int]]:
+        """Sample continuations for a batch of prompts (of possibly different lengths).
+
+        The common prefix length is prefilled in one forward pass; rows whose prompt is longer
+        are then teacher-forced token by token while the others sample. ``temperature=0`` is
+        greedy. Returns each row's prompt plus its continuation (stopping after ``eos``).
+        """
+        rows = [list(map(int, p)) for p in (prompts.tolist() if isinstance(prompts, Tensor) else prompts)]
+        if not rows or min(len(r) for r in rows) == 0:
+            raise ValueError("generate() needs at least one non-empty prompt")
+        device = self.embeddings.weight.device
+        common = min(len(r) for r in rows)
+        total = max(len(r) for r in rows) + max_new_tokens
+        cache = self.allocate_inference_cache(len(rows), total, device=device)
+        logits = self.forward(torch.tensor([r[:common] for r in rows], device=device), cache=cache)
+        logits = logits.logits[:, -1]
+        out = [list(r) for r in rows]
+        finished = [max_new_tokens == 0] * len(rows)
+        for pos in range(common, total):
+            sampled = sample_next(logits, temperature, top_k, top_p, generator).tolist()
+            next_ids = []
+            for i, row in enumerate(rows):
+                if pos < len(row):  # still inside this row's prompt: teacher-force it
+                    next_ids.append(row[pos])
+                    continue
+                if not finished[i]:
+                    out[i].append(sampled[i])
+                    generated = len(out[i]) - len(row)
+                    finished[i] = generated >= max_new_tokens or sampled[i] == eos_token_id
+                next_ids.append(sampled[i])
+            if all(finished):
+                break
+            active = torch.tensor([not f for f in finished], device=device)
+            logits = self.step(torch.tensor(next_ids, device=device), cache, active=active)
+        return out
+
+    # ------------------------------------------------------------------ bookkeeping
+    def stage_parameters(self) -> list[list[tuple[str, nn.Parameter]]]:
+        """(name, parameter) per stage; embeddings and head act at stage 0 (base resolution)."""
+        stages = self.backbone.stage_parameters("backbone.")
+        stages[0] = [("embeddings.weight", self.embeddings.weight), *stages[0]]
+        if not self.config.tie_embeddings:
+            stages[0].append(("lm_head.weight", self.lm_head.weight))
+        return stages
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into the folder ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.config.to_json(path / CONFIG_NAME)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        if self.config.tie_embeddings:
+            state.pop("lm_head.weight", None)
+        save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+        return path
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, device: torch.device | str | None = None, strict: bool = True
+    ) -> HNetForCausalLM:
+        path = Path(path)
+        if not (path / CONFIG_NAME).exists() or not (path / WEIGHTS_NAME).exists():
+            raise FileNotFoundError(
+                f"{path} is not a saved model folder: expected {CONFIG_NAME} and {WEIGHTS_NAME}"
+            )
+        config = HNetConfig.from_dict(json.loads((path / CONFIG_NAME).read_text()))
+        model = cls(config, device=device)
+        state = load_file(str(path / WEIGHTS_NAME), device=str(device or "cpu"))
+        if config.tie_embeddings:
+            state["lm_head.weight"] = state["embeddings.weight"]
+        model.load_state_dict(state, strict=strict)
+        return model
+
+
+def sample_next(
+    logits: Tensor,  # (B, V)
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Sample one token per row with temperature / top-k / nucleus filtering (0 = greedy)."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        # Drop tokens once the mass *before* them already reaches top_p (keeps at least one).
+        drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
+        drop = drop_sorted.scatter(1, sorted_idx, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]

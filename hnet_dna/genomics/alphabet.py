@@ -1,0 +1,117 @@
+"""Nucleotide alphabet: token ids, vectorised encode/decode, reverse complement.
+
+Ids are fixed by docs/architecture.md: A=0, C=1, G=2, T=3, N=4, PAD=5, BOS=6, EOS=7, MASK=8,
+``VOCAB_SIZE = 16``. Encoding is a 256-entry lookup table applied to the raw bytes, so a window
+of any length costs two numpy gathers and no per-base Python work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+A, C, G, T, N, PAD, BOS, EOS, MASK = range(9)
+VOCAB_SIZE = 16  # 9 used ids, rounded up so embedding tables stay aligned
+BASES = "ACGTN"
+# IUPAC ambiguity codes: the model only distinguishes ACGT, so any ambiguity becomes N (and
+# gets loss weight 0 downstream), which is how HyenaDNA/Caduceus treat non-ACGT symbols.
+AMBIGUITY_CODES = "NRYKMSWBDHV"
+
+_INVALID = 255
+
+
+def _build_tables() -> tuple[np.ndarray, np.ndarray]:
+    encode = np.full(256, _INVALID, dtype=np.uint8)
+    for i, base in enumerate("ACGT"):
+        encode[ord(base)] = encode[ord(base.lower())] = i
+    for code in AMBIGUITY_CODES:
+        encode[ord(code)] = encode[ord(code.lower())] = N
+    lower = np.zeros(256, dtype=bool)
+    lower[np.frombuffer(b"acgtn" + AMBIGUITY_CODES.lower().encode(), dtype=np.uint8)] = True
+    return encode, lower
+
+
+ENCODE_TABLE, SOFTMASK_TABLE = _build_tables()
+ENCODE_TABLE.flags.writeable = False
+SOFTMASK_TABLE.flags.writeable = False
+
+# Complement of an ACGT id is 3 - id; every other id is its own complement.
+COMPLEMENT = np.arange(VOCAB_SIZE, dtype=np.int64)
+COMPLEMENT[:4] = 3 - COMPLEMENT[:4]
+COMPLEMENT.flags.writeable = False
+_COMPLEMENT_TORCH = torch.from_numpy(COMPLEMENT.copy())
+
+_DECODE = np.frombuffer(BASES.encode(), dtype=np.uint8)
+
+
+class InvalidBaseError(ValueError):
+    """A character that is neither a base nor an IUPAC code; ``position`` is 0-based."""
+
+    def __init__(self, char: str, position: int) -> None:
+        super().__init__(f"invalid base {char!r} at position {position}")
+        self.char = char
+        self.position = position
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """What a window dataset needs to know about a token alphabet."""
+
+    size: int
+    pad_id: int
+    bos_id: int
+    eos_id: int
+    zero_weight_ids: tuple[int, ...] = ()  # ids never scored (besides padding)
+    complement: np.ndarray | None = None  # id -> complement id, None = no reverse strand
+
+
+DNA_VOCAB = Vocab(VOCAB_SIZE, PAD, BOS, EOS, zero_weight_ids=(N,), complement=COMPLEMENT)
+
+
+def as_bytes(seq: str | bytes | np.ndarray) -> np.ndarray:
+    """View ``seq`` as a uint8 array of ASCII codes (no copy for bytes/uint8 input)."""
+    if isinstance(seq, np.ndarray):
+        if seq.dtype != np.uint8:
+            raise TypeError(f"expected a uint8 array of ASCII codes, got dtype {seq.dtype}")
+        return seq
+    if isinstance(seq, str):
+        try:
+            seq = seq.encode("ascii")
+        except UnicodeEncodeError as err:
+            raise InvalidBaseError(seq[err.start], err.start) from None
+    return np.frombuffer(seq, dtype=np.uint8)
+
+
+def encode(seq: str | bytes | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Encode a nucleotide string to ``(ids uint8, softmasked bool)``.
+
+    Lowercase letters are soft-masked (repeats in RefSeq/UCSC assemblies). Raises
+    :class:`InvalidBaseError` at the first character that is not ACGT or an IUPAC code.
+    """
+    raw = as_bytes(seq)
+    ids = ENCODE_TABLE[raw]
+    bad = np.flatnonzero(ids == _INVALID)
+    if bad.size:
+        pos = int(bad[0])
+        raise InvalidBaseError(chr(raw[pos]), pos)
+    return ids, SOFTMASK_TABLE[raw]
+
+
+def decode(ids: np.ndarray | torch.Tensor | list[int]) -> str:
+    """Decode base ids (0-4) to an uppercase string; any special id is an error."""
+    arr = np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else ids, dtype=np.int64)
+    bad = np.flatnonzero((arr < 0) | (arr > N))
+    if bad.size:
+        pos = int(bad[0])
+        raise ValueError(f"id {int(arr[pos])} at position {pos} is not a base (0-{N})")
+    return _DECODE[arr].tobytes().decode("ascii")
+
+
+def reverse_complement(ids: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Reverse complement along the last axis; works on numpy arrays and torch tensors."""
+    if isinstance(ids, torch.Tensor):
+        table = _COMPLEMENT_TORCH.to(ids.device)
+        return table[ids.long().flip(-1)].to(ids.dtype)
+    return COMPLEMENT[ids[..., ::-1]].astype(ids.dtype, copy=False)

@@ -1,0 +1,177 @@
+import gzip
+import logging
+import os
+import pickle
+import re
+import shutil
+
+import numpy as np
+import pysam
+import pytest
+from Bio import SeqIO
+from Bio.Seq import Seq
+from Bio.SeqRecord import SeqRecord
+from gtestdata import FLY, SCER, SCER_CONTIG
+
+from hnet_dna.genomics import alphabet as ab
+from hnet_dna.genomics.fasta import Genome, SequenceFormatError, is_bgzf, iter_records
+
+RANGES = [(0, 1), (0, 60), (59, 61), (1000, 5000), (117_000, 117_777), (229_000, 230_218),
+          (5, 5)]
+
+
+@pytest.mark.parametrize("backend", ["pysam", "pyfaidx", "memory"])
+def test_backends_match_pysam_on_bgzip_yeast(backend, scer_seq):
+    g = Genome(SCER, backend=backend)
+    assert g.backend == backend
+    assert g.contigs == {SCER_CONTIG: 230_218}
+    assert g.name == "ScerR64_I_GCF_000146045.2_R64_genomic"
+    for a, b in RANGES:
+        assert g.fetch(SCER_CONTIG, a, b) == scer_seq[a:b]
+        ids, soft = g.fetch_encoded(SCER_CONTIG, a, b)
+        exp_ids, exp_soft = ab.encode(scer_seq[a:b])
+        np.testing.assert_array_equal(ids, exp_ids)
+        np.testing.assert_array_equal(soft, exp_soft)
+
+
+def test_auto_backend_by_compression(tmp_path, scer_seq):
+    assert is_bgzf(SCER)
+    plain = tmp_path / "scer.fa"
+    plain.write_text(f">{SCER_CONTIG} chr I\n" + "\n".join(
+        scer_seq[i:i + 70] for i in range(0, len(scer_seq), 70)) + "\n")
+    gz = tmp_path / "scer.fa.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    assert not is_bgzf(gz)
+    assert Genome(SCER).backend == "pysam"
+    assert Genome(plain).backend == "pysam"
+    g = Genome(gz)
+    assert g.backend == "memory"  # faidx cannot seek in plain gzip
+    assert g.fetch(SCER_CONTIG, 0, len(scer_seq)) == scer_seq
+    with pytest.raises(SequenceFormatError, match=re.escape(
+            f"{gz}: backend 'pysam' needs an indexable FASTA, this file is plain gzip "
+            "(recompress with bgzip); use backend='memory'")):
+        Genome(gz, backend="pysam")
+
+
+@pytest.mark.parametrize("fmt", ["genbank", "embl"])
+def test_genbank_and_embl_through_biopython(tmp_path, fmt, fly_seqs):
+    path = tmp_path / f"fly.{'gb' if fmt == 'genbank' else 'embl'}"
+    records = [SeqRecord(Seq(s), id=name, name=name[:16], description="fly chr4 excerpt",
+                         annotations={"molecule_type": "DNA"}) for name, s in fly_seqs.items()]
+    SeqIO.write(records, path, fmt)
+    g = Genome(path)
+    assert g.backend == "memory"
+    assert g.contigs == {name: len(s) for name, s in fly_seqs.items()}
+    # GenBank/EMBL do not carry soft-masking (SeqIO writes lowercase, reads uppercase)
+    for name, s in fly_seqs.items():
+        assert g.fetch(name, 0, len(s)) == s.upper()
+    assert list(iter_records(path)) == [(n, s.upper()) for n, s in fly_seqs.items()]
+
+
+def test_index_goes_to_index_dir_and_is_reused(tmp_path, scer_seq):
+    data = tmp_path / "data"
+    data.mkdir()
+    fa = data / SCER.name
+    shutil.copy(SCER, fa)
+    cache = tmp_path / "cache"
+    g = Genome(fa, index_dir=cache)
+    assert sorted(os.listdir(data)) == [SCER.name]  # nothing written next to the FASTA
+    [sub] = list(cache.iterdir())
+    assert sorted(p.name for p in sub.iterdir()) == [f"{SCER.name}.fai", f"{SCER.name}.gzi"]
+    assert g.fetch(SCER_CONTIG, 100, 200) == scer_seq[100:200]
+    mtime = (sub / f"{SCER.name}.fai").stat().st_mtime_ns
+    Genome(fa, index_dir=cache, backend="pyfaidx").fetch(SCER_CONTIG, 0, 1)
+    assert (sub / f"{SCER.name}.fai").stat().st_mtime_ns == mtime  # reused, not rebuilt
+
+
+def test_stale_index_is_rebuilt(tmp_path):
+    fa = tmp_path / "x.fa"
+    fa.write_text(">x\nACGT\n")
+    assert Genome(fa).contigs == {"x": 4}
+    fa.write_text(">y\nACGTACGT\n")
+    later = (tmp_path / "x.fa.fai").stat().st_mtime + 5
+    os.utime(fa, (later, later))
+    assert Genome(fa).contigs == {"y": 8}
+
+
+@pytest.mark.parametrize("backend", ["pysam", "pyfaidx", "memory"])
+def test_invalid_base_names_file_record_position(tmp_path, backend):
+    fa = tmp_path / "bad.fa"
+    fa.write_text(">ok\nACGTACGTAC\n>chr2 has a typo\nACGTACGTAC\nACGTAXGTAC\nAC\n")
+    g = Genome(fa, backend=backend)
+    assert g.fetch_encoded("ok", 0, 10)[0].tolist() == [0, 1, 2, 3] * 2 + [0, 1]
+    ids, _ = g.fetch_encoded("chr2", 0, 15)  # the typo lies beyond this range
+    assert len(ids) == 15
+    with pytest.raises(SequenceFormatError, match=re.escape(
+            f"{fa}: record 'chr2' position 15 (0-based): invalid base 'X'")):
+        g.fetch_encoded("chr2", 12, 22)
+
+
+def test_out_of_range_and_unknown_record(scer_seq):
+    g = Genome(SCER)
+    with pytest.raises(IndexError, match=re.escape(
+            f"{SCER}: range {SCER_CONTIG}:230000-230300 outside record of length 230218")):
+        g.fetch(SCER_CONTIG, 230_000, 230_300)  # htslib alone would silently truncate
+    with pytest.raises(IndexError, match="outside record"):
+        g.fetch(SCER_CONTIG, -1, 10)
+    with pytest.raises(KeyError, match="no record 'chrI'"):
+        g.fetch("chrI", 0, 10)
+
+
+@pytest.mark.parametrize(
+    ("text", "pysam_msg", "pyfaidx_msg"),
+    [(">a\nACGTACGT\nACG\nACGTACGT\n", 'Format error, unexpected "A" at line 4',
+      "Inconsistent line found in >a at line 3"),
+     ("hello\n>a\nACGT\n", 'Format error, unexpected "h" at line 1',
+      "Unexpected text before the first sequence definition line"),
+     (">a\nACGT\n>a\nACGA\n", 'duplicate record name ([W::fai_insert_index] Ignoring '
+      'duplicate sequence "a"', 'Duplicate key "a"')],
+)
+def test_malformed_fasta_errors(tmp_path, text, pysam_msg, pyfaidx_msg):
+    for backend, msg in (("pysam", pysam_msg), ("pyfaidx", pyfaidx_msg)):
+        fa = tmp_path / f"{backend}.fa"
+        fa.write_text(text)
+        with pytest.raises(SequenceFormatError, match=re.escape(str(fa)) + ".*" + re.escape(msg)):
+            Genome(fa, backend=backend)
+        assert not (tmp_path / f"{backend}.fa.fai").exists()
+
+
+def test_iter_records_matches_pysam_and_logs_empty(tmp_path, caplog, fly_seqs):
+    assert list(iter_records(FLY)) == list(fly_seqs.items())
+    fa = tmp_path / "e.fa"
+    fa.write_text(">a desc\nACGT\n>empty\n>b\nAC\nGT\n")
+    with caplog.at_level(logging.WARNING):
+        assert list(iter_records(fa)) == [("a", "ACGT"), ("b", "ACGT")]
+    assert f"{fa}: skipped 1 empty record(s): ['empty']" in caplog.text
+
+
+def test_memory_backend_rejects_duplicates_and_empty_files(tmp_path):
+    fa = tmp_path / "d.fa.gz"
+    fa.write_bytes(gzip.compress(b">a\nAC\n>a\nGT\n"))
+    with pytest.raises(SequenceFormatError, match=re.escape(f"{fa}: duplicate record name 'a'")):
+        Genome(fa)
+    empty = tmp_path / "e.fa.gz"
+    empty.write_bytes(gzip.compress(b""))
+    with pytest.raises(SequenceFormatError, match=re.escape(f"{empty}: no sequence records")):
+        Genome(empty)
+
+
+def test_genome_pickles_without_its_handle(scer_seq):
+    g = Genome(SCER)
+    assert g.fetch(SCER_CONTIG, 0, 10) == scer_seq[:10]  # opens the htslib handle
+    clone = pickle.loads(pickle.dumps(g))
+    assert clone._handle is None
+    assert clone.fetch(SCER_CONTIG, 5000, 5100) == scer_seq[5000:5100]
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="genome file not found: /nonexistent.fa"):
+        Genome("/nonexistent.fa")
+
+
+def test_pysam_oracle_agrees_on_fly_excerpt(fly_seqs):
+    g = Genome(FLY)
+    with pysam.FastaFile(str(FLY)) as fa:
+        for name in fa.references:
+            assert g.contigs[name] == fa.get_reference_length(name)
+            assert g.fetch(name, 6300, 6500) == fly_seqs[name][6300:6500]

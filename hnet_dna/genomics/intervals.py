@@ -1,0 +1,188 @@
+"""Genomic intervals: BED I/O, split definitions and N-free regions.
+
+Coordinates are 0-based half-open, as in BED and ``pysam``. The 4th BED column, when present,
+is kept as ``label``: the Basenji/HyenaDNA ``sequences_human.bed`` stores the split
+(train/valid/test) there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .alphabet import N
+
+if TYPE_CHECKING:
+    from .fasta import Genome
+
+_SKIP_PREFIXES = ("#", "track", "browser")
+
+
+@dataclass(frozen=True, order=True)
+class Interval:
+    contig: str
+    start: int
+    end: int
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.end:
+            raise ValueError(f"invalid interval {self.contig}:{self.start}-{self.end}")
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+class BedFormatError(ValueError):
+    """Malformed BED line; the message names the file and 1-based line number."""
+
+
+def read_bed(path: str | os.PathLike, contigs: Mapping[str, int] | None = None) -> list[Interval]:
+    """Read a BED file (>= 3 columns; column 4 becomes ``label``).
+
+    Blank, ``#``, ``track`` and ``browser`` lines are headers, not data, and are ignored. With
+    ``contigs`` (name -> length) every interval is checked against the genome. Any malformed line
+    raises :class:`BedFormatError` naming the file and line.
+    """
+    out = []
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip() or line.startswith(_SKIP_PREFIXES):
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+
+            def fail(msg: str, lineno: int = lineno) -> BedFormatError:
+                return BedFormatError(f"{path}:{lineno}: {msg}")
+
+            if len(fields) < 3:
+                raise fail(f"expected >= 3 tab-separated columns, got {len(fields)}")
+            contig, start_s, end_s = fields[:3]
+            try:
+                start, end = int(start_s), int(end_s)
+            except ValueError:
+                raise fail(f"start/end are not integers: {start_s!r}, {end_s!r}") from None
+            if not 0 <= start < end:
+                raise fail(f"need 0 <= start < end, got {start}-{end}")
+            if contigs is not None:
+                if contig not in contigs:
+                    raise fail(f"contig {contig!r} not in the genome")
+                if end > contigs[contig]:
+                    raise fail(f"end {end} beyond {contig} length {contigs[contig]}")
+            label = fields[3] if len(fields) > 3 else ""
+            out.append(Interval(contig, start, end, label))
+    return out
+
+
+def write_bed(path: str | os.PathLike, intervals: Iterable[Interval]) -> None:
+    """Write intervals as BED (4 columns when any interval has a label)."""
+    intervals = list(intervals)
+    with_label = any(iv.label for iv in intervals)
+    with open(path, "w") as fh:
+        for iv in intervals:
+            cols = [iv.contig, str(iv.start), str(iv.end)] + ([iv.label] if with_label else [])
+            fh.write("\t".join(cols) + "\n")
+
+
+def group_by_label(intervals: Iterable[Interval]) -> dict[str, list[Interval]]:
+    """``{label: intervals}``, e.g. the splits of a Basenji-style BED."""
+    groups: dict[str, list[Interval]] = defaultdict(list)
+    for iv in intervals:
+        groups[iv.label].append(iv)
+    return dict(groups)
+
+
+def whole_contigs(contigs: Mapping[str, int], label: str = "") -> list[Interval]:
+    return [Interval(name, 0, length, label) for name, length in contigs.items() if length > 0]
+
+
+def split_by_fraction(
+    contigs: Mapping[str, int], fractions: Mapping[str, float]
+) -> dict[str, list[Interval]]:
+    """Cut every contig into consecutive blocks, one per split, in the order given.
+
+    ``{"train": 0.8, "valid": 0.1, "test": 0.1}`` puts the first 80 % of each contig in train.
+    Applying the same cut to related species keeps syntenic sequence in the same split (a
+    random window split would leak near-identical homologous windows across splits).
+    """
+    total = sum(fractions.values())
+    if not np.isclose(total, 1.0) or any(f < 0 for f in fractions.values()):
+        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {dict(fractions)}")
+    out: dict[str, list[Interval]] = {name: [] for name in fractions}
+    for contig, length in contigs.items():
+        cuts = np.rint(np.cumsum([0.0, *fractions.values()]) * length).astype(int)
+        for name, a, b in zip(fractions, cuts[:-1], cuts[1:], strict=True):
+            if b > a:
+                out[name].append(Interval(contig, int(a), int(b), name))
+    return out
+
+
+def defined_intervals(
+    genome: Genome, contigs: Sequence[str] | None = None, min_length: int = 1,
+    chunk_size: int = 1 << 22,
+) -> list[Interval]:
+    """Maximal runs without N (or other ambiguity codes) of at least ``min_length`` bases.
+
+    Assembly gaps are long N runs; GPN restricts training windows to such "defined" regions.
+    The contig is read in chunks so memory stays bounded on human-size chromosomes.
+    """
+    out = []
+    for contig in contigs if contigs is not None else genome.contigs:
+        length = genome.contigs[contig]
+        is_n = np.empty(length, dtype=bool)
+        for a in range(0, length, chunk_size):
+            b = min(a + chunk_size, length)
+            is_n[a:b] = genome.fetch_encoded(contig, a, b)[0] == N
+        # run boundaries: +1 where a defined run starts, -1 where it ends
+        edges = np.diff(np.concatenate(([0], (~is_n).astype(np.int8), [0])))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        out += [Interval(contig, int(s), int(e)) for s, e in zip(starts, ends, strict=True)
+                if e - s >= min_length]
+    return out
+
+
+def intersect(a: Iterable[Interval], b: Iterable[Interval]) -> list[Interval]:
+    """Pieces of ``a`` covered by ``b`` (labels from ``a``). ``b`` must not overlap itself."""
+    by_contig: dict[str, list[Interval]] = defaultdict(list)
+    for iv in b:
+        by_contig[iv.contig].append(iv)
+    for ivs in by_contig.values():
+        ivs.sort()
+        for prev, nxt in zip(ivs, ivs[1:], strict=False):
+            if nxt.start < prev.end:
+                raise ValueError(f"intervals overlap: {prev} and {nxt}")
+    ends = {contig: np.array([o.end for o in ivs]) for contig, ivs in by_contig.items()}
+    out = []
+    for iv in a:
+        others = by_contig.get(iv.contig, [])
+        lo = int(np.searchsorted(ends[iv.contig], iv.start, side="right")) if others else 0
+        for o in others[lo:]:
+            if o.start >= iv.end:
+                break
+            s, e = max(iv.start, o.start), min(iv.end, o.end)
+            if e > s:
+                out.append(Interval(iv.contig, s, e, iv.label))
+    return out
+
+
+def total_length(intervals: Iterable[Interval]) -> int:
+    return sum(len(iv) for iv in intervals)
+
+
+def check_within(intervals: Iterable[Interval], contigs: Mapping[str, int], where: str) -> None:
+    """Raise naming ``where`` (a genome) if an interval falls outside ``contigs``."""
+    for iv in intervals:
+        if iv.contig not in contigs:
+            raise KeyError(f"{where}: no record {iv.contig!r} for interval {iv}")
+        if iv.end > contigs[iv.contig]:
+            raise IndexError(f"{where}: interval {iv} beyond record length {contigs[iv.contig]}")
+
+
+__all__ = [
+    "BedFormatError", "Interval", "check_within", "defined_intervals", "group_by_label",
+    "intersect", "read_bed", "split_by_fraction", "total_length", "whole_contigs", "write_bed",
+]

@@ -1,0 +1,109 @@
+import re
+
+import pytest
+from gtestdata import FLY, FLY_BED
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hnet_dna.genomics.fasta import Genome
+from hnet_dna.genomics.intervals import (
+    BedFormatError,
+    Interval,
+    defined_intervals,
+    group_by_label,
+    intersect,
+    read_bed,
+    split_by_fraction,
+    write_bed,
+)
+
+DSEC, DTEI = "dsec4_1215000_1228000", "dtei4_95000_106000"
+
+
+def test_read_bed_basenji_splits():
+    ivs = read_bed(FLY_BED, Genome(FLY).contigs)
+    assert ivs == [Interval(DSEC, 0, 6000, "train"), Interval(DSEC, 6000, 13000, "valid"),
+                   Interval(DTEI, 0, 8192, "test"), Interval(DTEI, 8192, 11000, "train")]
+    assert {k: len(v) for k, v in group_by_label(ivs).items()} == {
+        "train": 2, "valid": 1, "test": 1}
+
+
+@pytest.mark.parametrize(
+    ("line", "msg"),
+    [("chr1\t10", "expected >= 3 tab-separated columns, got 2"),
+     ("chr1 0 10", "expected >= 3 tab-separated columns, got 1"),
+     ("chr1\t0\tten", "start/end are not integers: '0', 'ten'"),
+     ("chr1\t10\t10", "need 0 <= start < end, got 10-10"),
+     ("chr1\t-1\t10", "need 0 <= start < end, got -1-10"),
+     ("chrX\t0\t10", "contig 'chrX' not in the genome"),
+     ("chr1\t90\t101", "end 101 beyond chr1 length 100")],
+)
+def test_read_bed_errors_name_file_and_line(tmp_path, line, msg):
+    bed = tmp_path / "x.bed"
+    bed.write_text(f"track name=x\n# comment\n\nchr1\t0\t5\n{line}\n")
+    with pytest.raises(BedFormatError, match=f"^{re.escape(f'{bed}:5: {msg}')}$"):
+        read_bed(bed, {"chr1": 100})
+
+
+def test_bed_roundtrip(tmp_path):
+    ivs = [Interval("a", 0, 5, "train"), Interval("b", 7, 9, "test")]
+    write_bed(tmp_path / "l.bed", ivs)
+    assert (tmp_path / "l.bed").read_text() == "a\t0\t5\ttrain\nb\t7\t9\ttest\n"
+    assert read_bed(tmp_path / "l.bed") == ivs
+    plain = [Interval("a", 0, 5)]
+    write_bed(tmp_path / "p.bed", plain)
+    assert (tmp_path / "p.bed").read_text() == "a\t0\t5\n"
+    assert read_bed(tmp_path / "p.bed") == plain
+
+
+def test_split_by_fraction_cuts_each_contig_in_order():
+    out = split_by_fraction({"a": 1000, "b": 7}, {"train": 0.8, "valid": 0.1, "test": 0.1})
+    assert out["train"] == [Interval("a", 0, 800, "train"), Interval("b", 0, 6, "train")]
+    # cut points round(cumulative fraction * length): 7 bases -> 0, 6, 6, 7 (empty valid block)
+    assert out["valid"] == [Interval("a", 800, 900, "valid")]
+    assert out["test"] == [Interval("a", 900, 1000, "test"), Interval("b", 6, 7, "test")]
+    with pytest.raises(ValueError, match="split fractions must be >= 0 and sum to 1"):
+        split_by_fraction({"a": 10}, {"train": 0.8, "valid": 0.1})
+
+
+def test_defined_intervals_on_real_gaps(fly_seqs):
+    g = Genome(FLY)
+    expected = []
+    for name, seq in fly_seqs.items():  # oracle: regex over the pysam read
+        expected += [Interval(name, m.start(), m.end()) for m in re.finditer("[^Nn]+", seq)]
+    assert expected == [Interval(DSEC, 0, 6357), Interval(DSEC, 6457, 13000),
+                        Interval(DTEI, 0, 5841), Interval(DTEI, 5941, 11000)]
+    assert defined_intervals(g) == expected
+    # chunk boundaries inside and at the edge of a gap must not split or shift runs
+    assert defined_intervals(g, chunk_size=6357) == expected
+    assert defined_intervals(g, chunk_size=1000) == expected
+    assert defined_intervals(g, [DTEI], min_length=5100) == [Interval(DTEI, 0, 5841)]
+
+
+def test_intersect_examples():
+    a = [Interval("x", 0, 100, "train"), Interval("y", 10, 20, "test")]
+    b = [Interval("x", 50, 60), Interval("x", 5, 10), Interval("x", 90, 200), Interval("z", 0, 9)]
+    assert intersect(a, b) == [Interval("x", 5, 10, "train"), Interval("x", 50, 60, "train"),
+                               Interval("x", 90, 100, "train")]
+    with pytest.raises(ValueError, match="intervals overlap"):
+        intersect(a, [Interval("x", 0, 10), Interval("x", 5, 15)])
+
+
+def _positions(ivs):
+    return {(iv.contig, p) for iv in ivs for p in range(iv.start, iv.end)}
+
+
+_spans = st.lists(st.tuples(st.sampled_from("xy"), st.integers(0, 60), st.integers(1, 20)),
+                  max_size=8)
+
+
+@given(_spans, st.lists(st.integers(0, 80), max_size=10, unique=True))
+def test_intersect_equals_positionwise_and(a_spans, cuts):
+    a = [Interval(c, s, s + n) for c, s, n in a_spans]
+    cuts = sorted(cuts)
+    # disjoint b on each contig: every other gap between sorted cut points
+    b = [Interval(c, s, e) for c in "xy" for s, e in zip(cuts[::2], cuts[1::2], strict=False)]
+    got = intersect(a, b)
+    assert all(len(iv) > 0 for iv in got)
+    assert sorted(_positions(got)) == sorted(_positions(a) & _positions(b))
+    assert sum(map(len, got)) == sum(len(_positions([iv]) & _positions(b)) for iv in a)

@@ -1,0 +1,81 @@
+"""RMSNorm and the gated RMSNorm used inside Mamba-2 (weight only, no bias)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["RMSNorm", "RMSNormGated", "rms_norm"]
+
+
+def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """x * rsqrt(mean(x^2) + eps) * weight over the last dim, computed in float32 (or float64)."""
+    cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xf = x.to(cdt)
+    rstd = torch.rsqrt(xf.square().mean(dim=-1, keepdim=True) + eps)
+    return xf * rstd * weight.to(cdt)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a learned per-channel scale; returns the input dtype."""
+
+    def __init__(
+        self,
+        d: int,
+        eps: float = 1e-5,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:  # (..., d) -> (..., d)
+        return rms_norm(x, self.weight, self.eps).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+class RMSNormGated(nn.Module):
+    """Mamba-2 output norm: ``norm(y * silu(z))`` (or ``norm(y) * silu(z)`` if
+    ``norm_before_gate``), normalising each group of ``group_size`` channels separately."""
+
+    def __init__(
+        self,
+        d: int,
+        eps: float = 1e-5,
+        group_size: int | None = None,
+        norm_before_gate: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        group_size = d if group_size is None else group_size
+        if d % group_size != 0:
+            raise ValueError(f"group_size ({group_size}) must divide d ({d})")
+        self.eps = eps
+        self.group_size = group_size
+        self.norm_before_gate = norm_before_gate
+        self.weight = nn.Parameter(torch.ones(d, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor, z: Tensor | None = None) -> Tensor:  # (..., d), (..., d)
+        cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
+        y = x.to(cdt)
+        gate = None if z is None else F.silu(z.to(cdt))
+        if gate is not None and not self.norm_before_gate:
+            y = y * gate
+        shape = y.shape
+        groups = y.reshape(*shape[:-1], shape[-1] // self.group_size, self.group_size)
+        ones = torch.ones((), dtype=cdt, device=y.device)
+        y = rms_norm(groups, ones, self.eps).reshape(shape) * self.weight.to(cdt)
+        if gate is not None and self.norm_before_gate:
+            y = y * gate
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.weight.shape[0]}, eps={self.eps}, group_size={self.group_size}, "
+            f"norm_before_gate={self.norm_before_gate}"
+        )

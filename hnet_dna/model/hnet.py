@@ -65,7 +65,8 @@ class HNet(nn.Module):
             self.dechunk_layer = DeChunkLayer(d_model, chunk_size=cfg["chunk_size"])
             # fp32 like the official code: this path carries the fine-grained residual.
             self.residual_proj = nn.Linear(
-                d_model, d_model, device=device, dtype=accumulation_dtype(dtype or torch.float32)
+                d_model, d_model, device=device,
+                dtype=accumulation_dtype(dtype or torch.get_default_dtype()),
             )
             nn.init.zeros_(self.residual_proj.weight)
             self.residual_proj.weight._no_reinit = True

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from hnet_dna.model.chunking import RoutingOutput
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.hnet import HNet, HNetCache
+from hnet_dna.model.utils import accumulation_dtype
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -22,7 +23,7 @@ WEIGHTS_NAME = "model.safetensors"
 
 @dataclass
 class CausalLMOutput:
-    logits: Tensor  # (B, L, V) float32
+    logits: Tensor  # (B, L, V) float32 (float64 for float64 models)
     routing: list[RoutingOutput]  # one per stage, outer -> inner
     hidden_states: Tensor | None = None  # (B, L, D0) backbone output before the head
 
@@ -82,7 +83,8 @@ class HNetForCausalLM(nn.Module):
             raise ValueError(f"mask shape {tuple(mask.shape)} != input shape {tuple(input_ids.shape)}")
         hidden = self.embeddings(input_ids)
         hidden, routing = self.backbone(hidden, mask=mask, seq_idx=seq_idx, cache=cache)
-        logits = self.lm_head(hidden).float()
+        logits = self.lm_head(hidden)
+        logits = logits.to(accumulation_dtype(logits.dtype))
         return CausalLMOutput(logits, routing, hidden if output_hidden_states else None)
 
     # ------------------------------------------------------------------ decoding
@@ -101,7 +103,8 @@ class HNetForCausalLM(nn.Module):
         """Next-token logits ``(B, V)`` for one new token per row ``(B,)`` or ``(B, 1)``."""
         ids = input_ids.reshape(-1, 1)
         hidden = self.backbone.step(self.embeddings(ids), cache, active)
-        return self.lm_head(hidden[:, 0]).float()
+        logits = self.lm_head(hidden[:, 0])
+        return logits.to(accumulation_dtype(logits.dtype))
 
     @torch.no_grad()
     def generate(

@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 Backend = Literal["auto", "pysam", "pyfaidx", "memory"]
 SeqFormat = Literal["auto", "fasta", "fastq", "genbank", "embl"]
 
+# "auto" holds files up to this size in memory: htslib re-inflates a 64 kB BGZF block for every
+# fetch (no block cache through pysam), which made random 1 kb windows ~15x slower than slicing
+# bytes in memory (benchmarks/bench_loader.py). Larger genomes stay on disk behind faidx.
+AUTO_MEMORY_MAX_BYTES = 64 << 20
+
 _GENBANK_SUFFIXES = {".gb": "genbank", ".gbk": "genbank", ".genbank": "genbank", ".embl": "embl"}
 
 
@@ -109,8 +114,9 @@ class Genome:
     """Random access to the contigs of one genome file.
 
     ``backend``: ``"pysam"`` (htslib faidx), ``"pyfaidx"`` (pure Python, same index format),
-    ``"memory"`` (sequences held as bytes) or ``"auto"``: memory for GenBank/EMBL and plain
-    gzip (which faidx cannot seek in), otherwise pysam, or pyfaidx when pysam is unavailable.
+    ``"memory"`` (sequences held as bytes) or ``"auto"``: memory for GenBank/EMBL, plain gzip
+    (which faidx cannot seek in) and files up to ``AUTO_MEMORY_MAX_BYTES``, otherwise pysam, or
+    pyfaidx when pysam is unavailable.
     The faidx index (``.fai``, plus ``.gzi`` for bgzip) is built next to the file, or in
     ``index_dir`` (default ``~/.cache/hnet_dna/faidx``) when that folder is read-only, and rebuilt
     when older than the FASTA.
@@ -135,6 +141,7 @@ class Genome:
                                       "use iter_records")
         self.backend = _resolve_backend(self.path, fmt, backend)
         self._handle = None
+        self._handle_pid = 0
         self._memory: dict[str, bytes] | None = None
         self._fai = self._gzi = None
         if self.backend == "memory":
@@ -201,8 +208,11 @@ class Genome:
         if self._memory is not None:
             return np.frombuffer(self._memory[contig], dtype=np.uint8, count=end - start,
                                  offset=start)
-        if self._handle is None:
+        if self._handle is None or self._handle_pid != os.getpid():
+            # a handle inherited through fork shares its file offset with the parent: reads
+            # from DataLoader workers would interleave and return garbage, so reopen per process
             self._handle = self._open()
+            self._handle_pid = os.getpid()
         if self.backend == "pysam":
             seq = self._handle.fetch(contig, start, end)
         else:
@@ -256,7 +266,7 @@ def _stem(path: Path) -> str:
 def _resolve_backend(path: Path, fmt: str, backend: Backend) -> str:
     indexable = fmt == "fasta" and (is_bgzf(path) or not is_gzip(path))
     if backend == "auto":
-        if not indexable:
+        if not indexable or path.stat().st_size <= AUTO_MEMORY_MAX_BYTES:
             return "memory"
         try:
             import pysam  # noqa: F401

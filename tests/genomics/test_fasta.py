@@ -1,5 +1,6 @@
 import gzip
 import logging
+import multiprocessing
 import os
 import pickle
 import re
@@ -14,6 +15,7 @@ from Bio.SeqRecord import SeqRecord
 from gtestdata import FLY, SCER, SCER_CONTIG
 
 from hnet_dna.genomics import alphabet as ab
+from hnet_dna.genomics import fasta
 from hnet_dna.genomics.fasta import Genome, SequenceFormatError, is_bgzf, iter_records
 
 RANGES = [(0, 1), (0, 60), (59, 61), (1000, 5000), (117_000, 117_777), (229_000, 230_218),
@@ -34,7 +36,7 @@ def test_backends_match_pysam_on_bgzip_yeast(backend, scer_seq):
         np.testing.assert_array_equal(soft, exp_soft)
 
 
-def test_auto_backend_by_compression(tmp_path, scer_seq):
+def test_auto_backend_by_compression_and_size(tmp_path, scer_seq, monkeypatch):
     assert is_bgzf(SCER)
     plain = tmp_path / "scer.fa"
     plain.write_text(f">{SCER_CONTIG} chr I\n" + "\n".join(
@@ -42,8 +44,9 @@ def test_auto_backend_by_compression(tmp_path, scer_seq):
     gz = tmp_path / "scer.fa.gz"
     gz.write_bytes(gzip.compress(plain.read_bytes()))
     assert not is_bgzf(gz)
-    assert Genome(SCER).backend == "pysam"
-    assert Genome(plain).backend == "pysam"
+    assert Genome(SCER).backend == Genome(plain).backend == "memory"  # small: held in memory
+    monkeypatch.setattr(fasta, "AUTO_MEMORY_MAX_BYTES", 1000)
+    assert Genome(SCER).backend == Genome(plain).backend == "pysam"
     g = Genome(gz)
     assert g.backend == "memory"  # faidx cannot seek in plain gzip
     assert g.fetch(SCER_CONTIG, 0, len(scer_seq)) == scer_seq
@@ -74,7 +77,7 @@ def test_index_goes_to_index_dir_and_is_reused(tmp_path, scer_seq):
     fa = data / SCER.name
     shutil.copy(SCER, fa)
     cache = tmp_path / "cache"
-    g = Genome(fa, index_dir=cache)
+    g = Genome(fa, index_dir=cache, backend="pysam")
     assert sorted(os.listdir(data)) == [SCER.name]  # nothing written next to the FASTA
     [sub] = list(cache.iterdir())
     assert sorted(p.name for p in sub.iterdir()) == [f"{SCER.name}.fai", f"{SCER.name}.gzi"]
@@ -87,11 +90,11 @@ def test_index_goes_to_index_dir_and_is_reused(tmp_path, scer_seq):
 def test_stale_index_is_rebuilt(tmp_path):
     fa = tmp_path / "x.fa"
     fa.write_text(">x\nACGT\n")
-    assert Genome(fa).contigs == {"x": 4}
+    assert Genome(fa, backend="pysam").contigs == {"x": 4}
     fa.write_text(">y\nACGTACGT\n")
     later = (tmp_path / "x.fa.fai").stat().st_mtime + 5
     os.utime(fa, (later, later))
-    assert Genome(fa).contigs == {"y": 8}
+    assert Genome(fa, backend="pysam").contigs == {"y": 8}
 
 
 @pytest.mark.parametrize("backend", ["pysam", "pyfaidx", "memory"])
@@ -107,8 +110,9 @@ def test_invalid_base_names_file_record_position(tmp_path, backend):
         g.fetch_encoded("chr2", 12, 22)
 
 
-def test_out_of_range_and_unknown_record(scer_seq):
-    g = Genome(SCER)
+@pytest.mark.parametrize("backend", ["pysam", "pyfaidx", "memory"])
+def test_out_of_range_and_unknown_record(backend):
+    g = Genome(SCER, backend=backend)
     with pytest.raises(IndexError, match=re.escape(
             f"{SCER}: range {SCER_CONTIG}:230000-230300 outside record of length 230218")):
         g.fetch(SCER_CONTIG, 230_000, 230_300)  # htslib alone would silently truncate
@@ -157,7 +161,7 @@ def test_memory_backend_rejects_duplicates_and_empty_files(tmp_path):
 
 
 def test_genome_pickles_without_its_handle(scer_seq):
-    g = Genome(SCER)
+    g = Genome(SCER, backend="pysam")
     assert g.fetch(SCER_CONTIG, 0, 10) == scer_seq[:10]  # opens the htslib handle
     clone = pickle.loads(pickle.dumps(g))
     assert clone._handle is None
@@ -175,3 +179,22 @@ def test_pysam_oracle_agrees_on_fly_excerpt(fly_seqs):
         for name in fa.references:
             assert g.contigs[name] == fa.get_reference_length(name)
             assert g.fetch(name, 6300, 6500) == fly_seqs[name][6300:6500]
+
+
+def _fetch_in_child(genome, queue):
+    queue.put((genome._handle_pid == os.getppid(),
+               genome.fetch(SCER_CONTIG, 68_700, 68_900), genome._handle_pid == os.getpid()))
+
+
+@pytest.mark.parametrize("backend", ["pysam", "pyfaidx"])
+def test_forked_process_reopens_the_handle(backend, scer_seq):
+    g = Genome(SCER, backend=backend)
+    g.fetch(SCER_CONTIG, 0, 10)  # parent opens its handle before the fork, as DataLoader does
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_fetch_in_child, args=(g, queue))
+    child.start()
+    inherited, seq, reopened = queue.get(timeout=30)
+    child.join()
+    assert inherited and reopened and seq == scer_seq[68_700:68_900]
+    assert g._handle_pid == os.getpid()

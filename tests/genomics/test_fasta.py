@@ -18,8 +18,9 @@ from hnet_dna.genomics import alphabet as ab
 from hnet_dna.genomics import fasta
 from hnet_dna.genomics.fasta import Genome, SequenceFormatError, is_bgzf, iter_records
 
+# 64_387 and 128_849 start exactly at a BGZF block boundary (byte offsets 65,536 and 131,072)
 RANGES = [(0, 1), (0, 60), (59, 61), (1000, 5000), (117_000, 117_777), (229_000, 230_218),
-          (5, 5)]
+          (5, 5), (64_387, 64_400), (128_849, 130_000), (64_300, 64_387)]
 
 
 @pytest.mark.parametrize("backend", ["pysam", "pyfaidx", "memory"])

@@ -128,21 +128,38 @@ def defined_intervals(
     """Maximal runs without N (or other ambiguity codes) of at least ``min_length`` bases.
 
     Assembly gaps are long N runs; GPN restricts training windows to such "defined" regions.
-    The contig is read in chunks so memory stays bounded on human-size chromosomes.
+    The contig is read in chunks and only N positions are kept, so memory stays bounded on
+    human-size chromosomes and N-free sequence costs one comparison per base.
     """
+    min_length = max(min_length, 1)
     out = []
     for contig in contigs if contigs is not None else genome.contigs:
-        length = genome.contigs[contig]
-        is_n = np.empty(length, dtype=bool)
-        for a in range(0, length, chunk_size):
-            b = min(a + chunk_size, length)
-            is_n[a:b] = genome.fetch_encoded(contig, a, b)[0] == N
-        # run boundaries: +1 where a defined run starts, -1 where it ends
-        edges = np.diff(np.concatenate(([0], (~is_n).astype(np.int8), [0])))
-        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-        out += [Interval(contig, int(s), int(e)) for s, e in zip(starts, ends, strict=True)
-                if e - s >= min_length]
+        prev = 0  # end of the last N run
+        for start, end in [*_n_runs(genome, contig, chunk_size), (genome.contigs[contig], 0)]:
+            if start - prev >= min_length:
+                out.append(Interval(contig, prev, start))
+            prev = end
     return out
+
+
+def _n_runs(genome: Genome, contig: str, chunk_size: int) -> list[tuple[int, int]]:
+    """Half-open runs of N in ``contig``, merged across chunk borders."""
+    runs: list[tuple[int, int]] = []
+    length = genome.contigs[contig]
+    for a in range(0, length, chunk_size):
+        pos = np.flatnonzero(genome.fetch_encoded(contig, a, min(a + chunk_size, length))[0] == N)
+        if not pos.size:
+            continue
+        pos += a
+        breaks = np.flatnonzero(np.diff(pos) > 1)
+        starts = pos[np.concatenate(([0], breaks + 1))].tolist()
+        ends = (pos[np.concatenate((breaks, [pos.size - 1]))] + 1).tolist()
+        for s, e in zip(starts, ends, strict=True):
+            if runs and runs[-1][1] == s:  # run continues from the previous chunk
+                runs[-1] = (runs[-1][0], e)
+            else:
+                runs.append((s, e))
+    return runs
 
 
 def intersect(a: Iterable[Interval], b: Iterable[Interval]) -> list[Interval]:

@@ -1,8 +1,10 @@
 import re
+import tempfile
+from pathlib import Path
 
 import pytest
 from gtestdata import FLY, FLY_BED
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hnet_dna.genomics.fasta import Genome
@@ -77,7 +79,21 @@ def test_defined_intervals_on_real_gaps(fly_seqs):
     # chunk boundaries inside and at the edge of a gap must not split or shift runs
     assert defined_intervals(g, chunk_size=6357) == expected
     assert defined_intervals(g, chunk_size=1000) == expected
+    assert defined_intervals(g, chunk_size=6400) == expected  # gap spans a chunk border
+    assert defined_intervals(g, chunk_size=30) == expected  # gap spans several chunks
     assert defined_intervals(g, [DTEI], min_length=5100) == [Interval(DTEI, 0, 5841)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text("ACGTNn", min_size=1, max_size=40), st.integers(1, 7), st.integers(1, 4))
+def test_defined_intervals_match_regex(seq, chunk_size, min_length):
+    with tempfile.TemporaryDirectory() as tmp:
+        fa = Path(tmp) / "x.fa"
+        fa.write_text(f">x\n{seq}\n")
+        got = defined_intervals(Genome(fa, backend="memory"), min_length=min_length,
+                                chunk_size=chunk_size)
+    assert got == [Interval("x", m.start(), m.end()) for m in re.finditer("[^Nn]+", seq)
+                   if m.end() - m.start() >= min_length]
 
 
 def test_intersect_examples():

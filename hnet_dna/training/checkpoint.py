@@ -1,0 +1,141 @@
+"""Atomic checkpoints: ``<root>/step-XXXXXXXX/`` = a ``from_pretrained`` model folder + state.
+
+Each checkpoint is written into a hidden temporary folder and renamed into place, so a process
+killed mid-save leaves only a stray temporary folder (ignored and later removed) and every
+completed checkpoint stays loadable. Only the newest ``keep_last`` are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+TRAINING_STATE_NAME = "training_state.pt"
+_STEP_DIR = re.compile(r"^step-(\d{8})$")
+_TMP_PREFIX = ".tmp-"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
+    """Completed checkpoints under ``root`` as (step, folder), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and child.is_dir() and (child / TRAINING_STATE_NAME).exists():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    checkpoints = list_checkpoints(root)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def remove_stale_temporaries(root: str | Path) -> None:
+    """Delete half-written checkpoints left by a killed process."""
+    root = Path(root)
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.name.startswith(_TMP_PREFIX):
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def save_checkpoint(
+    root: str | Path,
+    step: int,
+    write_model: Callable[[Path], Any],
+    training_state: dict[str, Any],
+    keep_last: int = 2,
+) -> Path:
+    """Write the model (``write_model(folder)``) and ``training_state`` atomically; prune old ones.
+
+    The training state is written last, and a folder only counts as a checkpoint once it holds
+    the state file and carries its final name.
+    """
+    if keep_last < 1:
+        raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(root)
+    final = root / checkpoint_name(step)
+    if final.exists():
+        # A directory rename cannot replace a non-empty directory atomically, and the trainer
+        # never saves one step twice, so this is a caller error (e.g. two runs in one folder).
+        raise FileExistsError(f"checkpoint {final} already exists")
+    tmp = root / f"{_TMP_PREFIX}{checkpoint_name(step)}-{os.getpid()}"
+    tmp.mkdir()
+    write_model(tmp)
+    torch.save(training_state, tmp / TRAINING_STATE_NAME)
+    _fsync_tree(tmp)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    for _, old in list_checkpoints(root)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_training_state(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(checkpoint) / TRAINING_STATE_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint: {path} is missing")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every RNG a training step may draw from (torch CPU/CUDA, numpy legacy, python)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        # numpy's state holds an ndarray; stored as a tensor so weights_only loading accepts it.
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(_as_tuples(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value: Any) -> Any:
+    # random.setstate needs tuples; a serialisation round trip may hand back lists.
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuples(v) for v in value)
+    return value
+
+
+def _fsync_tree(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_file():
+            with open(child, "rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

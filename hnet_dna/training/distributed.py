@@ -1,0 +1,152 @@
+"""Process-group setup (torchrun or SLURM via submitit) and DDP / FSDP2 model wrapping."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from hnet_dna.training.config import DistributedConfig
+
+
+@dataclass
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"trainer.device={name} but CUDA is not available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"trainer.device must be auto, cpu or cuda[:i], got {name!r}")
+    return torch.device(name)
+
+
+def _export_submitit_env() -> None:
+    # Under SLURM through hydra-submitit, each task only knows its SLURM variables; submitit
+    # translates them into the RANK / WORLD_SIZE / MASTER_ADDR variables torch expects.
+    if "RANK" in os.environ or "SLURM_JOB_ID" not in os.environ:
+        return
+    try:
+        from submitit.helpers import TorchDistributedEnvironment
+    except ImportError:
+        return
+    with contextlib.suppress(RuntimeError):  # not running inside a submitit job
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def init_distributed(cfg: DistributedConfig, device_name: str = "auto") -> DistEnv:
+    """Join the process group when launched with several processes; a no-op otherwise."""
+    _export_submitit_env()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world_size <= 1:
+        return DistEnv(device=device)
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    backend = cfg.backend
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return DistEnv(rank, world_size, local_rank, device)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(model: nn.Module, env: DistEnv, cfg: DistributedConfig, bf16: bool) -> nn.Module:
+    """DDP or FSDP2 (``fully_shard``) around ``model`` when running with several processes.
+
+    FSDP2 shards in place: the returned module is ``model`` itself with DTensor parameters, so
+    the optimizer must be built *after* this call.
+    """
+    if not env.enabled:
+        return model
+    if cfg.strategy == "ddp":
+        device_ids = [env.device.index] if env.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if cfg.strategy == "fsdp":
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        policy = MixedPrecisionPolicy(
+            param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32
+        )
+        units = set(cfg.fsdp_unit_classes)
+        for module in list(model.modules())[1:]:
+            if type(module).__name__ in units:
+                fully_shard(module, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)
+        return model
+    raise ValueError(f"unknown distributed.strategy {cfg.strategy!r}; expected ddp or fsdp")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user module behind a DDP wrapper (FSDP2 modules are not wrapped)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def is_fsdp(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+@contextlib.contextmanager
+def gradient_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Skip the gradient all-reduce on accumulation micro-batches (sync only on the last)."""
+    if isinstance(model, nn.parallel.DistributedDataParallel) and not enabled:
+        with model.no_sync():
+            yield
+        return
+    if is_fsdp(model):
+        model.set_requires_gradient_sync(enabled)
+    yield
+
+
+def all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """In-place sum across ranks (identity when single-process)."""
+    if env.enabled:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_object(obj: object, env: DistEnv) -> object:
+    """Rank 0's ``obj`` on every rank."""
+    if not env.enabled:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather_objects(obj: object, env: DistEnv) -> list[object]:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not env.enabled:
+        return [obj]
+    out: list[object] = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out

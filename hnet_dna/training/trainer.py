@@ -1,0 +1,396 @@
+"""The pretraining loop: accumulation, clipping, NaN guard, logging, evaluation, checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from hnet_dna.training import checkpoint as ckpt
+from hnet_dna.training.config import TrainerConfig
+from hnet_dna.training.distributed import (
+    DistEnv,
+    all_reduce_sum,
+    gather_objects,
+    gradient_sync,
+    is_fsdp,
+    unwrap,
+    wrap_model,
+)
+from hnet_dna.training.heldout import heldout_bits
+from hnet_dna.training.losses import LN2, pretraining_loss, shift_right
+from hnet_dna.training.metrics import MetricsWriter
+from hnet_dna.training.optim import build_optimizer, per_stage, resolve_lr_multipliers
+from hnet_dna.training.schedule import build_scheduler
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss or gradient; the weights were not updated."""
+
+
+class BatchStream(Protocol):
+    """Endless training micro-batches whose position can be saved and restored."""
+
+    def __next__(self) -> dict[str, torch.Tensor]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Vocabulary:
+    """Token ids the trainer needs (see ``hnet_dna.genomics.alphabet``)."""
+
+    bos_id: int
+    pad_id: int
+    unscored_ids: tuple[int, ...] = ()  # never scored in held-out bits (N for DNA)
+
+
+@dataclass
+class _Window:
+    """Sums over the steps since the last log line."""
+
+    nll: float = 0.0
+    weight: float = 0.0
+    loss: float = 0.0
+    steps: int = 0
+    tokens: float = 0.0
+    ratio: list[float] = field(default_factory=list)
+    valid: list[float] = field(default_factory=list)
+    chunks: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+
+class Trainer:
+    """Trains ``model`` (an ``HNetForCausalLM``) on ``train_stream``; rank-0 writes ``run_dir``."""
+
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        model: nn.Module,
+        train_stream: BatchStream,
+        vocab: Vocabulary,
+        run_dir: str | Path,
+        env: DistEnv | None = None,
+        eval_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.env = env or DistEnv()
+        self.vocab = vocab
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.train_stream = train_stream
+        self.eval_batches = eval_batches
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+
+        device = self.env.device
+        precision = cfg.precision
+        if precision == "auto":
+            precision = "bf16" if device.type == "cuda" else "fp32"
+        if precision not in ("bf16", "fp32"):
+            raise ValueError(f"trainer.precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+        self.bf16 = precision == "bf16"
+
+        self.model_config = model.config
+        num_stages = model.config.num_stages
+        self.target_ratios = per_stage(cfg.loss.target_ratio, num_stages, "loss.target_ratio")
+        widths = [model.config.stage_cfg(s)["d_model"] for s in range(num_stages + 1)]
+        self.lr_multipliers = resolve_lr_multipliers(cfg.optim, self.target_ratios, widths)
+
+        self.model = wrap_model(model.to(device), self.env, cfg.distributed, self.bf16)
+        # stage_parameters() after wrapping: FSDP2 swaps parameters for sharded ones in place.
+        self.optimizer = build_optimizer(
+            unwrap(self.model).stage_parameters(), cfg.optim, self.lr_multipliers
+        )
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_steps)
+        self.metrics = MetricsWriter(self.run_dir) if self.env.is_main else None
+
+    # ------------------------------------------------------------------ helpers
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.env.device.type, dtype=torch.bfloat16)
+
+    def _log(self, split: str, values: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.write(split, self.step, values)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, micro_batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
+        """Forward/backward every micro-batch, clip, check finiteness, then update.
+
+        Raises ``NonFiniteLossError`` (before touching the weights) on a NaN/inf loss or grad.
+        """
+        env, device, model = self.env, self.env.device, self.model
+        model.train()
+        weights = [mb["loss_weight"].to(device, torch.float32) for mb in micro_batches]
+        total_weight = torch.stack([w.sum() for w in weights]).sum().double()
+        all_reduce_sum(total_weight, env)
+        # Gradients are averaged over ranks, so each rank divides by total / world_size.
+        weight_norm = (total_weight / env.world_size).clamp_min(1e-12).float()
+        num_stages = len(self.target_ratios)
+        # nll, weight, then per stage: ratio loss, valid tokens, boundaries
+        stats = torch.zeros(2 + 3 * num_stages, dtype=torch.float64, device=device)
+        for index, (batch, weight) in enumerate(zip(micro_batches, weights, strict=True)):
+            tokens = batch["tokens"].to(device)
+            inputs, mask = shift_right(tokens, self.vocab.bos_id, self.vocab.pad_id)
+            with gradient_sync(model, index == len(micro_batches) - 1):
+                with self.autocast():
+                    output = model(inputs, mask=mask)
+                    parts = pretraining_loss(
+                        output.logits,
+                        output.routing,
+                        tokens,
+                        weight,
+                        weight_norm=weight_norm,
+                        ratio_alpha=self.cfg.loss.ratio_alpha,
+                        target_ratios=self.target_ratios,
+                        ratio_scale=1.0 / len(micro_batches),
+                    )
+                parts.loss.backward()
+            stats[0] += parts.nll_sum.double()
+            stats[1] += parts.weight_sum.double()
+            for s, (ratio, (valid, chunks)) in enumerate(
+                zip(parts.ratio_losses, parts.routing_counts, strict=True)
+            ):
+                stats[2 + 3 * s] += ratio.double()
+                stats[3 + 3 * s] += valid.double()
+                stats[4 + 3 * s] += chunks.double()
+        all_reduce_sum(stats, env)
+
+        max_norm = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP2 returns a DTensor
+            grad_norm = grad_norm.full_tensor()
+        grad_norm = float(grad_norm)
+
+        n_micro = len(micro_batches) * env.world_size
+        ratios = [stats[2 + 3 * s].item() / n_micro for s in range(num_stages)]
+        nll_mean = stats[0].item() / max(stats[1].item(), 1e-12)
+        loss = nll_mean + self.cfg.loss.ratio_alpha * sum(ratios)
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            what = "loss" if not math.isfinite(loss) else "gradient norm"
+            saved = self.last_checkpoint or "none saved yet"
+            raise NonFiniteLossError(
+                f"non-finite {what} at step {self.step + 1} (loss={loss}, grad_norm={grad_norm}); "
+                f"weights left at step {self.step}, last good checkpoint: {saved}"
+            )
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        tokens = sum(mb["tokens"].numel() for mb in micro_batches) * env.world_size
+        return {
+            "loss": loss,
+            "nll_sum": stats[0].item(),
+            "weight_sum": stats[1].item(),
+            "ratio_loss": ratios,
+            "valid": [stats[3 + 3 * s].item() for s in range(num_stages)],
+            "chunks": [stats[4 + 3 * s].item() for s in range(num_stages)],
+            "grad_norm": grad_norm,
+            "lr": lrs[0] / self.optimizer.param_groups[0]["lr_multiplier"],
+            "tokens": tokens,
+        }
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, float]:
+        """Exact held-out bits per base (all bases and uppercase only); logged as ``eval``."""
+        if self.eval_batches is None:
+            return {}
+        fsdp = is_fsdp(self.model)
+        # DDP: run the plain module (no gradient hooks needed); FSDP must go through its root.
+        result = heldout_bits(
+            self.model if fsdp else unwrap(self.model),
+            self.eval_batches(),
+            self.env,
+            bos_id=self.vocab.bos_id,
+            pad_id=self.vocab.pad_id,
+            unscored_ids=self.vocab.unscored_ids,
+            autocast=self.autocast,
+            max_batches=self.cfg.eval_max_batches,
+            lockstep=fsdp,
+        )
+        self._log("eval", result)
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+    def _full_states(self) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+        """(model state dict or None = use the module directly, optimizer state dict)."""
+        if not is_fsdp(self.model):
+            return None, self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_state_dict(self.model, self.optimizer, options=options)
+
+    def save(self) -> Path | None:
+        """Checkpoint the current step (collective: every rank must call it)."""
+        model_state, optim_state = self._full_states()
+        rng = gather_objects(ckpt.capture_rng_state(), self.env)
+        data = gather_objects(self.train_stream.state_dict(), self.env)
+        path = None
+        if self.env.is_main:
+            state = {
+                "step": self.step,
+                "world_size": self.env.world_size,
+                "optimizer": optim_state,
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rng,
+                "data": data,
+            }
+            path = ckpt.save_checkpoint(
+                self.checkpoint_dir,
+                self.step,
+                lambda folder: self._write_model(folder, model_state),
+                state,
+                keep_last=self.cfg.checkpoint.keep_last,
+            )
+        self.last_checkpoint = Path(str(path)) if path else self.last_checkpoint
+        return path
+
+    def _write_model(self, folder: Path, full_state: dict[str, torch.Tensor] | None) -> None:
+        module = unwrap(self.model)
+        if full_state is None:
+            module.save_pretrained(folder)
+            return
+        # FSDP: a parameter-free copy of the model class that adopts the gathered full tensors.
+        with torch.device("meta"):
+            copy = type(module)(self.model_config)
+        copy.load_state_dict(full_state, assign=True)
+        copy.save_pretrained(folder)
+
+    def load(self, checkpoint: str | Path) -> None:
+        """Restore optimizer, scheduler, step, RNG and data position (weights: ``from_pretrained``).
+
+        The model's weights must already come from ``checkpoint`` (see ``pretrain``); with FSDP
+        the optimizer state is resharded from the saved full state.
+        """
+        state = ckpt.load_training_state(checkpoint)
+        if state["world_size"] != self.env.world_size:
+            raise ValueError(
+                f"{checkpoint} was written by {state['world_size']} processes but this run has "
+                f"{self.env.world_size}: the per-rank data positions cannot be mapped"
+            )
+        if is_fsdp(self.model):
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_optimizer_state_dict,
+            )
+
+            set_optimizer_state_dict(
+                self.model,
+                self.optimizer,
+                state["optimizer"],
+                options=StateDictOptions(full_state_dict=True),
+            )
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.train_stream.load_state_dict(state["data"][self.env.rank])
+        ckpt.restore_rng_state(state["rng"][self.env.rank])
+        self.step = state["step"]
+        self.last_checkpoint = Path(checkpoint)
+        if self.metrics is not None:
+            self.metrics = MetricsWriter(self.run_dir, truncate_after_step=self.step)
+
+    # ------------------------------------------------------------------ loop
+    def _next_micro_batches(self) -> list[dict[str, torch.Tensor]]:
+        return [next(self.train_stream) for _ in range(self.cfg.grad_accum)]
+
+    def fit(self) -> dict[str, float]:
+        """Train to ``max_steps`` (from the current step); returns the final evaluation."""
+        cfg, env = self.cfg, self.env
+        if cfg.grad_accum < 1:
+            raise ValueError(f"trainer.grad_accum must be >= 1, got {cfg.grad_accum}")
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            desc="pretrain",
+            unit="step",
+            disable=not (env.is_main and cfg.progress_bar),
+            dynamic_ncols=True,
+        )
+        window = _Window()
+        last_saved = self.step if self.last_checkpoint is not None else None
+        try:
+            while self.step < cfg.max_steps:
+                result = self.train_step(self._next_micro_batches())
+                window = self._accumulate(window, result)
+                bar.update(1)
+                done = self.step == cfg.max_steps
+                if self.step % cfg.log_every == 0 or done:
+                    summary = self._log_train(window, result)
+                    bar.set_postfix(
+                        bpb=f"{summary['bpb']:.3f}",
+                        bpc=f"{summary.get('bases_per_chunk_s0', float('nan')):.2f}",
+                        lr=f"{result['lr']:.2e}",
+                    )
+                    window = _Window()
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and not done:
+                    bpb = self.evaluate().get("bpb", math.nan)
+                    bar.write(f"step {self.step}: held-out bits per base {bpb:.4f}")
+                if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0 and not done:
+                    self.save()
+                    last_saved = self.step
+        finally:
+            bar.close()
+        final = self.evaluate()
+        if last_saved != self.step:
+            self.save()
+        return final
+
+    def _accumulate(self, window: _Window, result: dict[str, Any]) -> _Window:
+        window.nll += result["nll_sum"]
+        window.weight += result["weight_sum"]
+        window.loss += result["loss"]
+        window.steps += 1
+        window.tokens += result["tokens"]
+        stages = len(result["ratio_loss"])
+        for name in ("ratio", "valid", "chunks"):
+            if not getattr(window, name):
+                setattr(window, name, [0.0] * stages)
+        for s in range(stages):
+            window.ratio[s] += result["ratio_loss"][s]
+            window.valid[s] += result["valid"][s]
+            window.chunks[s] += result["chunks"][s]
+        return window
+
+    def _log_train(self, window: _Window, result: dict[str, Any]) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - window.started, 1e-9)
+        summary: dict[str, float] = {
+            "loss": window.loss / window.steps,
+            "bpb": window.nll / max(window.weight, 1e-12) / LN2,
+            "lr": result["lr"],
+            "grad_norm": result["grad_norm"],
+            "tokens_per_s": window.tokens / elapsed,
+            "peak_mem_mb": _peak_memory_mb(self.env.device),
+        }
+        bases = window.valid[0] if window.valid else 0.0
+        for s in range(len(window.ratio)):
+            summary[f"ratio_loss_s{s}"] = window.ratio[s] / window.steps
+            # Cumulative compression: bases per chunk selected at stage s.
+            chunks = window.chunks[s]
+            summary[f"bases_per_chunk_s{s}"] = bases / chunks if chunks else math.nan
+        self._log("train", summary)
+        return summary
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # Linux reports ru_maxrss in KiB: the process's resident high-water mark.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+

@@ -1,9 +1,9 @@
 """Genome access: random access to FASTA files and streaming of sequence records.
 
 :class:`Genome` wraps one indexed FASTA (plain or bgzip-compressed) behind ``pysam.FastaFile``,
-with ``pyfaidx`` as fallback backend, or holds the sequences in memory when the file cannot be
-indexed (plain gzip, GenBank, EMBL). It is picklable: the file handle is opened lazily in each
-process, so DataLoader workers never share an htslib handle.
+with ``pyfaidx`` as fallback backend, or holds the sequences in memory (small genomes, and files
+that cannot be indexed: plain gzip, GenBank, EMBL). It is picklable, and its file handle is
+opened lazily in each process, so DataLoader workers never share an htslib handle.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ Backend = Literal["auto", "pysam", "pyfaidx", "memory"]
 SeqFormat = Literal["auto", "fasta", "fastq", "genbank", "embl"]
 
 # "auto" holds files up to this size in memory: htslib re-inflates a 64 kB BGZF block for every
-# fetch (no block cache through pysam), which made random 1 kb windows ~15x slower than slicing
-# bytes in memory (benchmarks/bench_loader.py). Larger genomes stay on disk behind faidx.
+# fetch (pysam exposes no block cache), so a random 1 kb fetch from bgzipped yeast ran at ~4,600/s
+# against ~345,000/s from memory, and whole windows 3-5x slower (benchmarks/bench_loader.py).
+# Larger genomes stay on disk behind faidx.
 AUTO_MEMORY_MAX_BYTES = 64 << 20
 
 _GENBANK_SUFFIXES = {".gb": "genbank", ".gbk": "genbank", ".genbank": "genbank", ".embl": "embl"}
@@ -68,25 +69,28 @@ def guess_format(path: str | os.PathLike) -> SeqFormat:
 def iter_records(path: str | os.PathLike, format: SeqFormat = "auto") -> Iterator[tuple[str, str]]:
     """Stream ``(name, sequence)`` records, case preserved.
 
-    FASTA/FASTQ (plain, gzip or bgzip) are read with ``pysam.FastxFile``; GenBank/EMBL with
-    Biopython ``SeqIO``. Records with an empty sequence are skipped, counted and logged as a
-    warning; a GenBank/EMBL record without sequence data is an error.
+    FASTA/FASTQ (plain, gzip or bgzip) are read with ``pysam.FastxFile`` (Biopython where pysam
+    is not installed); GenBank/EMBL with Biopython ``SeqIO``. Records with an empty sequence are
+    skipped, counted and logged as a warning; a GenBank/EMBL record without sequence data is an
+    error.
     """
     fmt = guess_format(path) if format == "auto" else format
     skipped: list[str] = []
-    if fmt in ("fasta", "fastq"):
+    if fmt not in ("fasta", "fastq", "genbank", "embl"):
+        raise ValueError(f"{path}: unknown sequence format {format!r}")
+    try:
         import pysam
-
+    except ImportError:
+        pysam = None
+    if fmt in ("fasta", "fastq") and pysam is not None:
         with pysam.FastxFile(str(path)) as fh:
             for rec in fh:
                 if not rec.sequence:
                     skipped.append(rec.name)
                     continue
                 yield rec.name, rec.sequence
-    elif fmt in ("genbank", "embl"):
-        yield from _iter_seqio(path, fmt, skipped)
     else:
-        raise ValueError(f"{path}: unknown sequence format {format!r}")
+        yield from _iter_seqio(path, fmt, skipped)
     if skipped:
         log.warning("%s: skipped %d empty record(s): %s", path, len(skipped), skipped[:5])
 

@@ -5,6 +5,7 @@ import os
 import pickle
 import re
 import shutil
+import sys
 
 import numpy as np
 import pysam
@@ -199,3 +200,12 @@ def test_forked_process_reopens_the_handle(backend, scer_seq):
     child.join()
     assert inherited and reopened and seq == scer_seq[68_700:68_900]
     assert g._handle_pid == os.getpid()
+
+
+def test_without_pysam_falls_back_to_biopython_and_pyfaidx(monkeypatch, fly_seqs, fly_copy):
+    monkeypatch.setitem(sys.modules, "pysam", None)  # import pysam now raises ImportError
+    assert list(iter_records(FLY)) == list(fly_seqs.items())
+    monkeypatch.setattr(fasta, "AUTO_MEMORY_MAX_BYTES", 0)
+    g = Genome(fly_copy)
+    assert g.backend == "pyfaidx"
+    assert g.fetch("dtei4_95000_106000", 5800, 6000) == fly_seqs["dtei4_95000_106000"][5800:6000]

@@ -64,6 +64,13 @@ def _split_count(total: int, index: int, parts: int) -> int:
     return total // parts + (index < total % parts)
 
 
+def _check_disjoint(intervals: Sequence[Interval], where: str) -> None:
+    ordered = sorted(intervals)
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if a.contig == b.contig and b.start < a.end:
+            raise ValueError(f"{where}: tile mode needs disjoint intervals, {a} overlaps {b}")
+
+
 class WindowDataset(IterableDataset):
     """Windows of ``window`` tokens over ``regions`` (sources with their intervals).
 
@@ -73,6 +80,8 @@ class WindowDataset(IterableDataset):
     skipped (random mode draws another); skips are counted in ``self.skipped`` and logged at the
     end of each pass. In random mode intervals shorter than ``window`` cannot hold a window: they
     are left out, and their count and bases are logged at construction (tile mode covers them).
+    ``samples_per_epoch`` counts windows over all ranks. Tile mode requires non-overlapping
+    intervals, so that each base is scored once.
     """
 
     def __init__(
@@ -116,11 +125,13 @@ class WindowDataset(IterableDataset):
         self.epoch = 0
         self.skipped = 0
 
-        # Flat interval table (source index, contig, start, end) + numpy arrays for O(log n)
-        # lookup of window k, instead of materialising millions of window tuples.
+        # Flat (source index, interval) table + cumulative window counts: window k is found by
+        # binary search instead of materialising millions of window tuples.
         flat: list[tuple[int, Interval]] = []
         for i, (src, ivs) in enumerate(regions):
             check_within(ivs, src.contigs, repr(src))
+            if mode == "tile":
+                _check_disjoint(ivs, repr(src))
             flat += [(i, iv) for iv in ivs]
         if mode == "random":
             short = [iv for _, iv in flat if len(iv) < window]

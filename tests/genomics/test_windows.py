@@ -161,3 +161,9 @@ def test_argument_errors(fly):
         WindowDataset(regions, 10, samples_per_epoch=1, rc_prob=1.5)
     with pytest.raises(ValueError, match="duplicate source names"):
         WindowDataset(regions * 2, 10, mode="tile")
+    overlapping = [Interval(DSEC, 0, 100), Interval(DTEI, 50, 60), Interval(DSEC, 99, 200)]
+    with pytest.raises(ValueError, match=re.escape(
+            f"{fly!r}: tile mode needs disjoint intervals, {overlapping[0]} overlaps "
+            f"{overlapping[2]}")):
+        WindowDataset([(fly, overlapping)], 10, mode="tile")
+    assert WindowDataset([(fly, overlapping)], 10, samples_per_epoch=1).num_positions == 91 + 1 + 92

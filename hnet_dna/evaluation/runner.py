@@ -1,0 +1,242 @@
+"""Run a causal H-Net over base windows and bring every output back to base resolution.
+
+A window of bases ``b_0 .. b_{L-1}`` is fed as ``[BOS, b_0 .. b_{L-1}]`` (docs/architecture.md),
+so the hidden state at input position ``t + 1`` (input token ``b_t``) is the representation of
+base ``t`` (it has seen ``b_0 .. b_t``), and the logits at position ``t`` give
+``log p(b_t | b_<t)``.
+
+Depths (names accepted everywhere a ``depth`` is asked for), for a model with ``S`` stages:
+
+* ``encoder.s`` / ``decoder.s`` (``s < S``): output of stage ``s``'s encoder / decoder, at the
+  resolution of stage-``s`` tokens (stage 0 = bases);
+* ``main``: output of the innermost network (stage ``S`` tokens, the coarsest chunks);
+* ``final``: backbone output fed to the LM head (= ``decoder.0``; = ``main`` when ``S = 0``).
+
+Inner-stage tensors are mapped back to bases through the boundary masks: stage-0 token ``t``
+belongs to chunk ``cumsum(boundary_mask)[t] - 1``, composed stage by stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hnet_dna.genomics.alphabet import BOS, PAD, N
+from hnet_dna.model.config import HNetConfig
+from hnet_dna.model.hnet import HNet
+from hnet_dna.model.lm import CONFIG_NAME, WEIGHTS_NAME, HNetForCausalLM
+
+log = logging.getLogger(__name__)
+
+_DEPTH = re.compile(r"^(encoder|decoder)\.(\d+)$")
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+# ---------------------------------------------------------------------------- model loading
+def find_model_folder(path: str | Path) -> Path:
+    """The model folder to load from ``path``: itself if it holds ``config.json`` and weights,
+    else the newest ``step-N`` checkpoint below it (a trainer run folder)."""
+    path = Path(path)
+    if (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"model path not found: {path}")
+    steps = [(int(m.group(1)), p.parent) for p in path.rglob(CONFIG_NAME)
+             if (m := _STEP_DIR.match(p.parent.name)) and (p.parent / WEIGHTS_NAME).is_file()]
+    if not steps:
+        raise FileNotFoundError(
+            f"{path}: no {CONFIG_NAME} + {WEIGHTS_NAME} here nor in any step-N checkpoint below"
+        )
+    return max(steps)[1]
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu",
+               dtype: torch.dtype | None = None) -> HNetForCausalLM:
+    """Load a saved model or the newest checkpoint of a run folder, in eval mode."""
+    folder = find_model_folder(path)
+    log.info("loading model from %s", folder)
+    model = HNetForCausalLM.from_pretrained(folder, device=device)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval()
+
+
+def random_init_model(config: HNetConfig, seed: int = 0, device: str | torch.device = "cpu",
+                      dtype: torch.dtype | None = None) -> HNetForCausalLM:
+    """A freshly initialised model with the same architecture (the 'random-init' control)."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    model = HNetForCausalLM(config, device=device, dtype=dtype)
+    model.init_weights()
+    torch.random.set_rng_state(gen_state)
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------- depths
+def stage_module(model: HNetForCausalLM, stage: int) -> HNet:
+    module = model.backbone
+    for _ in range(stage):
+        module = module.main_network
+    return module
+
+
+def available_depths(config: HNetConfig) -> list[str]:
+    stages = config.num_stages
+    return ([f"encoder.{s}" for s in range(stages)] + ["main"]
+            + [f"decoder.{s}" for s in reversed(range(stages))] + ["final"])
+
+
+def depth_level(depth: str, config: HNetConfig) -> int:
+    """Resolution level of a depth: 0 = bases, s = stage-s tokens."""
+    if depth == "final":
+        return 0
+    if depth == "main":
+        return config.num_stages
+    m = _DEPTH.match(depth)
+    if not m or int(m.group(2)) >= config.num_stages:
+        raise ValueError(f"unknown depth {depth!r}; this model has {available_depths(config)}")
+    return int(m.group(2))
+
+
+def _depth_module(model: HNetForCausalLM, depth: str) -> nn.Module:
+    config = model.config
+    depth_level(depth, config)  # validates
+    if depth == "main":
+        return stage_module(model, config.num_stages).main_network
+    if depth == "final":
+        if config.num_stages == 0:
+            return model.backbone.main_network
+        return _depth_module(model, "decoder.0")
+    kind, stage = depth.split(".")
+    return getattr(stage_module(model, int(stage)), kind)
+
+
+# ---------------------------------------------------------------------------- outputs
+@dataclass
+class WindowOutput:
+    """Per-base outputs of one window of ``L`` bases (numpy, float32 unless noted).
+
+    ``features[depth]``: ``(L, D)``; ``logp``: ``(L,)`` log p(b_t | b_<t) in nats (NaN where the
+    base is N, which is never scored); ``chunk_start[k]``: ``(L,)`` bool, base starts a
+    level-``k+1`` chunk (= is a stage-``k`` boundary); ``boundary_prob[k]``: ``(L,)`` p of the
+    stage-``k`` router at the base's stage-``k`` token, NaN where the base is not a stage-``k``
+    token. The chunk holding BOS starts before base 0, so base 0 is a boundary only if the
+    router put one there.
+    """
+
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    logp: np.ndarray | None = None
+    chunk_start: list[np.ndarray] = field(default_factory=list)
+    boundary_prob: list[np.ndarray] = field(default_factory=list)
+
+
+def _token_maps(routing, row: int, length: int) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                          list[np.ndarray]]:
+    """For stage-0 tokens ``0..length-1`` of ``row``: index of their level-k token (k = 0..S),
+    per stage whether they are a boundary there, and the router probability there."""
+    idx = np.arange(length)
+    present = np.ones(length, dtype=bool)  # token exists at the current level
+    indices, starts, probs = [idx], [], []
+    for r in routing:
+        bm = r.boundary_mask[row].cpu().numpy()
+        p = r.boundary_prob[row].float().cpu().numpy()
+        at = idx  # level-k token index of every stage-0 token
+        is_boundary = present & bm[at]
+        prob = np.where(present, p[at], np.nan)
+        idx = np.cumsum(bm)[at] - 1
+        present = is_boundary
+        indices.append(idx)
+        starts.append(is_boundary)
+        probs.append(prob)
+    return indices, starts, probs
+
+
+def _to_numpy(t: Tensor) -> np.ndarray:
+    """float32 numpy, or float64 for float64 models (exactness checks)."""
+    t = t.detach()
+    return (t if t.dtype == torch.float64 else t.float()).cpu().numpy()
+
+
+class ModelRunner:
+    """Batched no-grad forward passes with hooks on the requested depths.
+
+    Windows may have different lengths: they are right-padded with PAD and masked. ``autocast``
+    (bf16) is used on CUDA when ``amp`` is true.
+    """
+
+    def __init__(self, model: HNetForCausalLM, batch_size: int = 16, amp: bool = True) -> None:
+        self.model = model.eval()
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        self.amp = amp and self.device.type == "cuda"
+
+    @property
+    def config(self) -> HNetConfig:
+        return self.model.config
+
+    @torch.no_grad()
+    def run(self, windows: Sequence[np.ndarray], depths: Sequence[str] = (),
+            logp: bool = True) -> list[WindowOutput]:
+        """Outputs for each window (uint8/int base ids 0-4), in input order."""
+        out: list[WindowOutput | None] = [None] * len(windows)
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # less padding
+        for a in range(0, len(order), self.batch_size):
+            chunk = order[a:a + self.batch_size]
+            for i, res in zip(chunk, self._run_batch([windows[i] for i in chunk], depths, logp),
+                              strict=True):
+                out[i] = res
+        return out  # type: ignore[return-value]
+
+    def _run_batch(self, windows: list[np.ndarray], depths: Sequence[str],
+                   want_logp: bool) -> list[WindowOutput]:
+        lengths = [len(w) for w in windows]
+        if min(lengths) == 0:
+            raise ValueError("cannot run an empty window")
+        width = max(lengths) + 1
+        ids = torch.full((len(windows), width), PAD, dtype=torch.long)
+        ids[:, 0] = BOS
+        for r, w in enumerate(windows):
+            ids[r, 1:len(w) + 1] = torch.as_tensor(np.asarray(w, dtype=np.int64))
+        mask = torch.arange(width)[None] < torch.tensor(lengths)[:, None] + 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        captured: dict[str, Tensor] = {}
+        hooks = []
+        for depth in depths:
+            def hook(_m, _inp, output, depth=depth):
+                captured[depth] = output[0] if isinstance(output, tuple) else output
+            hooks.append(_depth_module(self.model, depth).register_forward_hook(hook))
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                full = all(n == width - 1 for n in lengths)
+                result = self.model(ids, mask=None if full else mask)
+        finally:
+            for h in hooks:
+                h.remove()
+        lp = None
+        if want_logp:
+            logprobs = torch.log_softmax(result.logits.float(), -1)
+            lp = logprobs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1).cpu().numpy()
+        feats = {d: _to_numpy(captured[d]) for d in depths}
+        levels = {d: depth_level(d, self.config) for d in depths}
+        outputs = []
+        for r, n in enumerate(lengths):
+            indices, starts, probs = _token_maps(result.routing, r, n + 1)
+            res = WindowOutput()
+            for d in depths:
+                res.features[d] = feats[d][r][indices[levels[d]][1:]]
+            if lp is not None:
+                row = lp[r, :n].astype(np.float64)
+                # N is never scored (it has loss weight 0 in training)
+                row[np.asarray(windows[r]) == N] = np.nan
+                res.logp = row
+            res.chunk_start = [s[1:] for s in starts]
+            res.boundary_prob = [p[1:] for p in probs]
+            outputs.append(res)
+        return outputs

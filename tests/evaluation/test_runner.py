@@ -7,7 +7,6 @@ import pytest
 import torch
 from conftest import random_ids, tiny_config, tiny_model
 
-from hnet_dna.genomics.alphabet import BOS, N
 from hnet_dna.evaluation.runner import (
     ModelRunner,
     available_depths,
@@ -17,6 +16,7 @@ from hnet_dna.evaluation.runner import (
     random_init_model,
     stage_module,
 )
+from hnet_dna.genomics.alphabet import BOS, N
 
 
 def _reference_main(model, ids: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

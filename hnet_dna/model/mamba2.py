@@ -157,7 +157,7 @@ class Mamba2(nn.Module):
             self.conv1d.weight[:, 0],
             self.conv1d.bias,
             self.dt_bias,
-            -torch.exp(self.A_log.float()),
+            -torch.exp(self.A_log.to(compute_dtype(x))),
             self.D,
             self.chunk_size,
             seq_idx=None if seq_idx is None else seq_idx.to(torch.int32).contiguous(),

@@ -250,3 +250,62 @@ def test_prefill_shorter_than_conv_width_pads_conv_state_with_zeros():
     xBC = m.in_proj(x)[..., m.d_inner : m.d_inner + m.conv_dim]  # raw conv inputs
     assert torch.equal(cache.conv_state[0, :, :2], torch.zeros(m.conv_dim, 2, dtype=F64))
     torch.testing.assert_close(cache.conv_state[0, :, 2:], xBC[0].T)
+
+
+def test_fused_kernel_plumbing(monkeypatch):
+    # Stand-in for mamba_split_conv1d_scan_combined that recomputes the block from the raw
+    # arguments it receives: checks what the CUDA path passes (weight layouts, A sign, dt bias,
+    # gate placement, norm groups) without a GPU.
+    from hnet_dna.model import mamba2 as mamba2_mod
+    from hnet_dna.model.ops.ssd import ssd_naive
+
+    def fake(
+        zxbcdt,
+        conv_w,
+        conv_b,
+        dt_bias,
+        A,
+        D,
+        chunk_size,
+        seq_idx=None,
+        activation=None,
+        rmsnorm_weight=None,
+        rmsnorm_eps=None,
+        outproj_weight=None,
+        outproj_bias=None,
+        headdim=None,
+        ngroups=1,
+        norm_before_gate=True,
+    ):
+        assert activation == "silu" and not norm_before_gate and outproj_bias is None
+        nheads, (b, seqlen, _) = A.shape[0], zxbcdt.shape
+        d_inner, conv_dim = nheads * headdim, conv_w.shape[0]
+        n = (conv_dim - d_inner) // (2 * ngroups)
+        z, xBC, dt = torch.split(zxbcdt, [d_inner, conv_dim, nheads], dim=-1)
+        xBC = F.conv1d(
+            F.pad(xBC.transpose(1, 2), (conv_w.shape[1] - 1, 0)),
+            conv_w[:, None],
+            conv_b,
+            groups=conv_dim,
+        )
+        x, B, C = torch.split(F.silu(xBC).transpose(1, 2), [d_inner, ngroups * n, ngroups * n], -1)
+        y, _ = ssd_naive(
+            x.reshape(b, seqlen, nheads, headdim),
+            F.softplus(dt + dt_bias),
+            A,
+            B.reshape(b, seqlen, ngroups, n),
+            C.reshape(b, seqlen, ngroups, n),
+            D,
+        )
+        g = (y.reshape(b, seqlen, d_inner) * F.silu(z)).reshape(b, seqlen, ngroups, -1)
+        g = g * torch.rsqrt(g.square().mean(-1, keepdim=True) + rmsnorm_eps)
+        return (g.reshape(b, seqlen, d_inner) * rmsnorm_weight) @ outproj_weight.T
+
+    m = small()
+    x = torch.randn(2, 11, 16, dtype=F64)
+    expected = m(x)
+    monkeypatch.setattr(mamba2_mod, "_load_fused_kernel", lambda: fake)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    torch.testing.assert_close(m(x), expected, atol=1e-12, rtol=1e-12)
+    monkeypatch.setattr(mamba2_mod, "kernels_disabled", lambda: True)
+    torch.testing.assert_close(m(x), expected, atol=0, rtol=0)

@@ -132,8 +132,9 @@ def ssd_naive(
 
 
 # --------------------------------------------------------------------------- chunked core
-def _segsum(a: Tensor) -> Tensor:
-    """(..., T) -> (..., T, T) with out[i, j] = sum_{k=j+1..i} a_k for j <= i, -inf above.
+def _segsum(a: Tensor, keep: Tensor | None = None) -> Tensor:
+    """(..., T) -> (..., T, T) with out[i, j] = sum_{k=j+1..i} a_k for j <= i, -inf above
+    the diagonal and wherever the optional bool mask ``keep`` (broadcastable) is False.
 
     Sums each window directly (masked cumsum) instead of subtracting two running sums, so
     small decays next to a large chunk total keep full relative precision.
@@ -143,6 +144,8 @@ def _segsum(a: Tensor) -> Tensor:
     lower_strict = torch.ones(T, T, dtype=torch.bool, device=a.device).tril(-1)
     out = torch.cumsum(rows.masked_fill(~lower_strict, 0.0), dim=-2)
     lower = torch.ones(T, T, dtype=torch.bool, device=a.device).tril()
+    if keep is not None:
+        lower = lower & keep
     return out.masked_fill(~lower, float("-inf"))
 
 
@@ -171,6 +174,7 @@ def chunked_linear_scan(
     r = h // g
     T = chunk_size
     pad = (-seqlen) % T
+    packed = seg is not None  # without segments the intra-chunk reset mask is skipped
     if seg is None:
         seg = torch.zeros(b, seqlen, dtype=torch.long, device=x.device)
     if pad:
@@ -189,8 +193,8 @@ def chunked_linear_scan(
     sg = seg.reshape(b, c, T)
 
     # 1. Intra-chunk outputs: y_i = sum_{j<=i, same segment} (C_i.B_j) exp(a_{j+1..i}) x_j.
-    same = sg[:, :, :, None] == sg[:, :, None, :]  # (b, c, T, T)
-    decay = torch.exp(_segsum(a).masked_fill(~same[:, :, None, None], float("-inf")))
+    same = (sg[:, :, :, None] == sg[:, :, None, :])[:, :, None, None] if packed else None
+    decay = torch.exp(_segsum(a, same))  # (b, c, g, r, T, T)
     CB = torch.einsum("bclgn,bcsgn->bcgls", Cc, Bc)  # (b, c, g, T, T)
     y = torch.einsum("bcgrls,bcsgrp->bclgrp", CB[:, :, :, None] * decay, xc)
 
@@ -202,7 +206,8 @@ def chunked_linear_scan(
     last_seg = sg[:, :, -1]  # (b, c)
     in_last = (sg == last_seg[:, :, None])[:, :, None, None]  # (b, c, 1, 1, T)
     w_state = torch.exp(tail) * in_last
-    local = torch.einsum("bcsgn,bcgrs,bcsgrp->bcgrpn", Bc, w_state, xc)  # (b, c, g, r, p, n)
+    xw = xc * w_state.permute(0, 1, 4, 2, 3)[..., None]  # (b, c, T, g, r, p)
+    local = torch.einsum("bcsgn,bcsgrp->bcgrpn", Bc, xw)  # one bmm per (b, c, g)
 
     # 3. Pass states across chunks: a segsum over chunk totals, masked across segments.
     if initial_state is None:
@@ -212,16 +217,16 @@ def chunked_linear_scan(
     states = torch.cat([init, local], dim=1)  # (b, c+1, g, r, p, n)
     totals = F.pad(acs[..., -1], (0, 0, 0, 0, 1, 0))  # (b, c+1, g, r), entry 0 unused
     state_seg = F.pad(last_seg, (1, 0))  # (b, c+1): initial state belongs to segment 0
-    same_c = state_seg[:, :, None] == state_seg[:, None, :]  # (b, c+1, c+1)
-    chunk_decay = _segsum(totals.permute(0, 2, 3, 1))  # (b, g, r, c+1, c+1)
-    chunk_decay = torch.exp(chunk_decay.masked_fill(~same_c[:, None, None], float("-inf")))
+    same_c = (state_seg[:, :, None] == state_seg[:, None, :])[:, None, None]  # (b,1,1,c+1,c+1)
+    chunk_decay = torch.exp(_segsum(totals.permute(0, 2, 3, 1), same_c))  # (b, g, r, c+1, c+1)
     passed = torch.einsum("bgrij,bjgrpn->bigrpn", chunk_decay, states)
     entering, final = passed[:, :-1], passed[:, -1]  # state before chunk k; after the last
 
     # 4. Contribution of the entering state to each position of the chunk.
     enter_seg = state_seg[:, :-1]  # (b, c)
     w_in = torch.exp(acs) * (sg == enter_seg[:, :, None])[:, :, None, None]  # (b, c, g, r, T)
-    y = y + torch.einsum("bclgn,bcgrl,bcgrpn->bclgrp", Cc, w_in, entering)
+    y_in = torch.einsum("bclgn,bcgrpn->bclgrp", Cc, entering)  # one bmm per (b, c, g)
+    y = y + y_in * w_in.permute(0, 1, 4, 2, 3)[..., None]
 
     y = y.reshape(b, c * T, h, p)[:, :seqlen]
     return y, final.reshape(b, h, p, n)

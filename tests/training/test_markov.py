@@ -73,3 +73,15 @@ def test_learns_a_deterministic_sequence():
 def test_order_must_be_non_negative():
     with pytest.raises(ValueError, match="Markov order must be >= 0"):
         MarkovModel(-1)
+
+
+def test_blocks_of_windows_equal_window_by_window():
+    rng = np.random.default_rng(2)
+    train = [rng.integers(0, 5, 100) for _ in range(20)]  # with some N (id 4)
+    evals = [rng.integers(0, 4, 50) for _ in range(7)]
+    model = MarkovModel(3).fit(train[:1])
+    for window in train[1:]:
+        model.fit([window])
+    one_by_one = np.concatenate([model.bits(w) for w in evals])
+    expected = float(np.nanmean(one_by_one))
+    assert markov_bits_per_base(train, evals, [3])[3] == pytest.approx(expected, rel=1e-12)

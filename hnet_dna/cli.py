@@ -1,0 +1,76 @@
+"""``hnet-dna`` command line: a thin dispatcher to subcommands.
+
+Subcommands register a runner taking their own argument list, so later tools (``embed``,
+``score-variants``, ``probe``) plug in with :func:`register_command` without touching the rest.
+``pretrain`` hands its arguments to hydra: ``hnet-dna pretrain model=... trainer.max_steps=...``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+Runner = Callable[[list[str]], "int | None"]
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    run: Runner
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def register_command(name: str, help: str, run: Runner) -> None:
+    """Add a subcommand; ``run(args)`` gets the arguments after the subcommand name."""
+    if name in COMMANDS:
+        raise ValueError(f"hnet-dna command {name!r} is already registered")
+    COMMANDS[name] = Command(help, run)
+
+
+def _pretrain(args: list[str]) -> int:
+    # Imported here so `hnet-dna --help` does not pay for torch and hydra.
+    from hnet_dna.training.pretrain import hydra_main
+
+    # hydra.main reads sys.argv: present the overrides as if `pretrain` were the program.
+    saved = sys.argv
+    sys.argv = ["hnet-dna pretrain", *args]
+    try:
+        hydra_main()  # failures exit through hydra with status 1
+    finally:
+        sys.argv = saved
+    return 0
+
+
+register_command(
+    "pretrain",
+    "train an H-Net language model (hydra overrides follow; --help lists the config groups)",
+    _pretrain,
+)
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: hnet-dna <command> [arguments]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {cmd.help}" for name, cmd in sorted(COMMANDS.items())]
+    lines += ["", "`hnet-dna <command> --help` describes a command."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = args[0], args[1:]
+    command = COMMANDS.get(name)
+    if command is None:
+        print(f"hnet-dna: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    return command.run(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Hydra configuration tree of ``hnet-dna`` (a package so hydra can find it when installed)."""

@@ -1,0 +1,155 @@
+"""End-to-end trainer behaviour on the bundled yeast corpus with a tiny H-Net."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+import torch
+from training_helpers import tiny_model, tiny_model_config, tiny_pretrain_config
+
+from hnet_dna.model.lm import HNetForCausalLM
+from hnet_dna.training import data as data_mod
+from hnet_dna.training.checkpoint import latest_checkpoint, load_training_state
+from hnet_dna.training.config import TrainerConfig
+from hnet_dna.training.metrics import read_metrics
+from hnet_dna.training.pretrain import run_pretrain
+from hnet_dna.training.trainer import NonFiniteLossError, Trainer
+
+
+def train_losses(run_dir) -> dict[int, float]:
+    frame = read_metrics(run_dir).filter(pl.col("split") == "train")
+    return dict(zip(frame["step"].to_list(), frame["loss"].to_list(), strict=True))
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    """k steps, a kill, then resume for k steps == 2k uninterrupted steps (fixed seed, CPU)."""
+    cfg = tiny_pretrain_config(max_steps=6)
+    cfg.trainer.checkpoint.every = 3
+    model_cfg = tiny_model_config()
+    full = run_pretrain(cfg, model_cfg, tmp_path / "full")
+
+    # Interrupted run: the data stream dies when the 4th step asks for its batch, i.e. right
+    # after the step-3 checkpoint, like a process killed mid-run.
+    calls = {"n": 0}
+    original_next = data_mod.EpochBatchStream.__next__
+
+    def dying_next(self):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("simulated kill")
+        return original_next(self)
+
+    monkeypatch.setattr(data_mod.EpochBatchStream, "__next__", dying_next)
+    with pytest.raises(KeyboardInterrupt):
+        run_pretrain(cfg, model_cfg, tmp_path / "resumed")
+    monkeypatch.setattr(data_mod.EpochBatchStream, "__next__", original_next)
+    assert latest_checkpoint(tmp_path / "resumed" / "checkpoints").name == "step-00000003"
+
+    resumed = run_pretrain(cfg, model_cfg, tmp_path / "resumed")  # resume=None: automatic
+    expected, got = train_losses(tmp_path / "full"), train_losses(tmp_path / "resumed")
+    assert sorted(got) == list(range(1, 7))  # the resumed log continues the first one
+    for step in range(1, 7):
+        assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-7), step
+    assert resumed["final"]["bpb"] == pytest.approx(full["final"]["bpb"], rel=1e-6)
+    a = HNetForCausalLM.from_pretrained(latest_checkpoint(tmp_path / "full" / "checkpoints"))
+    b = HNetForCausalLM.from_pretrained(latest_checkpoint(tmp_path / "resumed" / "checkpoints"))
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_resume_flag_semantics(tmp_path):
+    cfg = tiny_pretrain_config(max_steps=1)
+    cfg.resume = True
+    with pytest.raises(FileNotFoundError, match="resume=true but .* holds no complete checkpoint"):
+        run_pretrain(cfg, tiny_model_config(), tmp_path)
+    cfg.resume = None
+    run_pretrain(cfg, tiny_model_config(), tmp_path)
+    cfg.resume = False
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        run_pretrain(cfg, tiny_model_config(), tmp_path)
+
+
+def test_resume_with_another_model_is_refused(tmp_path):
+    cfg = tiny_pretrain_config(max_steps=1)
+    run_pretrain(cfg, tiny_model_config(), tmp_path)
+    with pytest.raises(ValueError, match="holds a different model"):
+        run_pretrain(cfg, tiny_model_config(two_stage=True), tmp_path)
+
+
+class PoisonedStream:
+    """Real yeast batches, with an infinite loss weight in the batch of step ``poison_step``."""
+
+    def __init__(self, inner, poison_step: int) -> None:
+        self.inner, self.poison_step, self.served = inner, poison_step, 0
+
+    def __next__(self):
+        batch = next(self.inner)
+        self.served += 1
+        if self.served == self.poison_step:
+            batch["loss_weight"] = batch["loss_weight"].clone()
+            batch["loss_weight"][0, 0] = float("inf")
+        return batch
+
+    def state_dict(self):
+        return {"inner": self.inner.state_dict(), "served": self.served}
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state["inner"])
+        self.served = state["served"]
+
+
+def test_nan_guard_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):
+    cfg = tiny_pretrain_config(max_steps=10).trainer
+    cfg.checkpoint.every = 2
+    corpus = data_mod.open_corpus(tiny_pretrain_config().data)
+    stream = PoisonedStream(data_mod.train_stream(corpus, tiny_pretrain_config().data, 0), 3)
+    trainer = Trainer(cfg, tiny_model(), stream, data_mod.DNA_VOCABULARY, tmp_path)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 3 .*step-00000002"):
+        trainer.fit()
+    # No update from the bad step: the weights are still those of step 2's checkpoint.
+    assert trainer.step == 2
+    saved = HNetForCausalLM.from_pretrained(latest_checkpoint(tmp_path / "checkpoints"))
+    for (name, p), (_, q) in zip(trainer.model.state_dict().items(), saved.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(p, q), name
+    assert load_training_state(latest_checkpoint(tmp_path / "checkpoints"))["step"] == 2
+
+
+def test_loss_decreases_on_real_dna(tmp_path):
+    """A short run learns yeast DNA: held-out bits per base beat the order-0 Markov model."""
+    cfg = tiny_pretrain_config(max_steps=40, log_every=10, eval_max_batches=None,
+                               baselines=True, markov_order=2)
+    cfg.data.context_length = 128
+    cfg.data.batch_size = 8
+    cfg.data.eval_batch_size = 64
+    cfg.trainer.optim.lr = 1e-2
+    result = run_pretrain(cfg, tiny_model_config(), tmp_path)
+    losses = train_losses(tmp_path)
+    assert losses[40] < losses[10] - 0.2
+    # Exact tiled evaluation: every base of the held-out split is scored once.
+    held_out = data_mod.open_corpus(cfg.data).bases("valid")
+    assert result["final"]["bases"] <= held_out
+    assert result["final"]["bases"] > 0.99 * held_out  # only N positions are unscored
+    assert result["final"]["bpb"] < result["baselines"][0]
+
+
+def test_run_folder_contents(tmp_path):
+    cfg = tiny_pretrain_config(max_steps=2, baselines=True, markov_order=1)
+    run_pretrain(cfg, tiny_model_config(), tmp_path)
+    assert (tmp_path / "metrics.png").stat().st_size > 0
+    assert (tmp_path / "config.yaml").exists()
+    frame = read_metrics(tmp_path)
+    assert set(frame["split"].unique()) == {"train", "eval", "baseline"}
+    eval_row = frame.filter(pl.col("split") == "eval").row(0, named=True)
+    assert eval_row["step"] == 2 and 0 < eval_row["bpb_upper"] < 10
+    checkpoint = latest_checkpoint(tmp_path / "checkpoints")
+    assert json.loads((checkpoint / "config.json").read_text())["d_model"] == [32, 64]
+
+
+def test_trainer_rejects_bad_precision(tmp_path):
+    stream = iter(())
+    with pytest.raises(ValueError, match="trainer.precision must be auto, bf16 or fp32"):
+        Trainer(TrainerConfig(precision="fp16"), tiny_model(), stream,
+                data_mod.DNA_VOCABULARY, tmp_path)

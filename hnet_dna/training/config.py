@@ -24,7 +24,8 @@ class OptimConfig:
     # Per-stage LR multipliers; None = paper eq. (11) from target ratios and widths.
     lr_multipliers: list[float] | None = None
     # N_GPT of eq. (11): base units per token of the reference model (4.6 bytes for GPT-2 text).
-    # 1.0 makes stage 0 run at ``lr`` exactly, as the paper's DNA recipe states.
+    # With 1.0 and equal widths (the paper's DNA models) stage 0 runs at ``lr`` exactly; eq. (11)
+    # is relative to the innermost width, so a wider inner stage raises stage 0 by sqrt(D_S/D_0).
     lr_reference_ratio: float = 1.0
     grad_clip: float = 1.0  # max global grad norm; <= 0 disables clipping
 

@@ -148,7 +148,7 @@ def markov_baselines(corpus: Any, cfg: PretrainConfig, trainer: Trainer) -> dict
     held_out = (row.numpy() for b in itertools.islice(batches, limit) for row in b["tokens"])
     results = markov_bits_per_base(train, held_out, range(cfg.trainer.markov_order + 1))
     for order, bpb in results.items():
-        trainer._log("baseline", {"name": f"markov-{order}", "order": order, "bpb": bpb})
+        trainer.log_metrics("baseline", {"name": f"markov-{order}", "order": order, "bpb": bpb})
     return results
 
 

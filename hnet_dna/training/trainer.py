@@ -69,6 +69,7 @@ class _Window:
     valid: list[float] = field(default_factory=list)
     chunks: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    paused: float = 0.0  # seconds spent evaluating / checkpointing (not training throughput)
 
 
 class Trainer:
@@ -122,7 +123,8 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.env.device.type, dtype=torch.bfloat16)
 
-    def _log(self, split: str, values: dict[str, Any]) -> None:
+    def log_metrics(self, split: str, values: dict[str, Any]) -> None:
+        """Append a record at the current step (rank 0 only; other ranks drop it)."""
         if self.metrics is not None:
             self.metrics.write(split, self.step, values)
 
@@ -223,7 +225,7 @@ class Trainer:
             max_batches=self.cfg.eval_max_batches,
             lockstep=fsdp,
         )
-        self._log("eval", result)
+        self.log_metrics("eval", result)
         return result
 
     # ------------------------------------------------------------------ checkpoints
@@ -298,7 +300,11 @@ class Trainer:
             )
         else:
             self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        # The schedule's shape comes from the current config (a longer max_steps extends the run);
+        # only the position and base rates are restored.
+        scheduler_state = dict(state["scheduler"])
+        scheduler_state["lr_lambdas"] = [None] * len(self.optimizer.param_groups)
+        self.scheduler.load_state_dict(scheduler_state)
         self.train_stream.load_state_dict(state["data"][self.env.rank])
         ckpt.restore_rng_state(state["rng"][self.env.rank])
         self.step = state["step"]
@@ -307,7 +313,8 @@ class Trainer:
             self.metrics = MetricsWriter(self.run_dir, truncate_after_step=self.step)
 
     # ------------------------------------------------------------------ loop
-    def _next_micro_batches(self) -> list[dict[str, torch.Tensor]]:
+    def next_micro_batches(self) -> list[dict[str, torch.Tensor]]:
+        """The ``grad_accum`` micro-batches of the next optimizer step."""
         return [next(self.train_stream) for _ in range(self.cfg.grad_accum)]
 
     def fit(self) -> dict[str, float]:
@@ -327,7 +334,7 @@ class Trainer:
         last_saved = self.step if self.last_checkpoint is not None else None
         try:
             while self.step < cfg.max_steps:
-                result = self.train_step(self._next_micro_batches())
+                result = self.train_step(self.next_micro_batches())
                 window = self._accumulate(window, result)
                 bar.update(1)
                 done = self.step == cfg.max_steps
@@ -339,12 +346,14 @@ class Trainer:
                         lr=f"{result['lr']:.2e}",
                     )
                     window = _Window()
+                paused_from = time.perf_counter()
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and not done:
                     bpb = self.evaluate().get("bpb", math.nan)
                     bar.write(f"step {self.step}: held-out bits per base {bpb:.4f}")
                 if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0 and not done:
                     self.save()
                     last_saved = self.step
+                window.paused += time.perf_counter() - paused_from
         finally:
             bar.close()
         final = self.evaluate()
@@ -369,7 +378,7 @@ class Trainer:
         return window
 
     def _log_train(self, window: _Window, result: dict[str, Any]) -> dict[str, float]:
-        elapsed = max(time.perf_counter() - window.started, 1e-9)
+        elapsed = max(time.perf_counter() - window.started - window.paused, 1e-9)
         summary: dict[str, float] = {
             "loss": window.loss / window.steps,
             "bpb": window.nll / max(window.weight, 1e-12) / LN2,
@@ -384,7 +393,7 @@ class Trainer:
             # Cumulative compression: bases per chunk selected at stage s.
             chunks = window.chunks[s]
             summary[f"bases_per_chunk_s{s}"] = bases / chunks if chunks else math.nan
-        self._log("train", summary)
+        self.log_metrics("train", summary)
         return summary
 
 

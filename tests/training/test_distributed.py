@@ -64,7 +64,7 @@ def trainer_config(strategy: str, grad_accum: int) -> TrainerConfig:
 
 def train(stream: ListStream, cfg: TrainerConfig, env, run_dir: str) -> dict[str, torch.Tensor]:
     trainer = Trainer(cfg, tiny_model(), stream, VOCAB, run_dir, env)
-    losses = [trainer.train_step(trainer._next_micro_batches())["loss"] for _ in range(STEPS)]
+    losses = [trainer.train_step(trainer.next_micro_batches())["loss"] for _ in range(STEPS)]
     model = unwrap(trainer.model)
     state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone()
              for k, v in model.state_dict().items()}

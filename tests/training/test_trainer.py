@@ -153,3 +153,16 @@ def test_trainer_rejects_bad_precision(tmp_path):
     with pytest.raises(ValueError, match="trainer.precision must be auto, bf16 or fp32"):
         Trainer(TrainerConfig(precision="fp16"), tiny_model(), stream,
                 data_mod.DNA_VOCABULARY, tmp_path)
+
+
+def test_resume_with_more_steps_follows_the_new_schedule(tmp_path):
+    cfg = tiny_pretrain_config(max_steps=2)
+    run_pretrain(cfg, tiny_model_config(), tmp_path)
+    cfg.trainer.max_steps = 10
+    run_pretrain(cfg, tiny_model_config(), tmp_path)
+    frame = read_metrics(tmp_path).filter(pl.col("split") == "train")
+    assert frame["step"].to_list() == list(range(1, 11))
+    lrs = dict(zip(frame["step"].to_list(), frame["lr"].to_list(), strict=True))
+    # WSD over 10 steps: step 3 (index 2) is past the 1-step warmup and before the decay.
+    assert lrs[3] == pytest.approx(cfg.trainer.optim.lr)
+    assert lrs[10] == pytest.approx(0.0)

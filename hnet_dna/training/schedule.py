@@ -36,7 +36,7 @@ def _decay_curve(progress: float, shape: str) -> float:
 
 @dataclass
 class WarmupStableDecay:
-    """Linear warmup, constant plateau, then the last ``decay_steps`` fall to ``min_ratio``."""
+    """Linear warmup, constant plateau, then the last ``decay_steps`` fall towards ``min_ratio``."""
 
     total_steps: int
     warmup_steps: int
@@ -50,14 +50,15 @@ class WarmupStableDecay:
         decay_start = self.total_steps - self.decay_steps
         if step < decay_start or self.decay_steps <= 0:
             return 1.0
-        # progress reaches 1 at the last step (total_steps - 1), which then trains at min_ratio.
-        progress = (step - decay_start + 1) / self.decay_steps
+        # progress is 0 at the first decay step and (decay - 1) / decay at the last: the rate
+        # would reach min_ratio at step total_steps, so no step is spent at the floor.
+        progress = (step - decay_start) / self.decay_steps
         return self.min_ratio + (1.0 - self.min_ratio) * _decay_curve(progress, self.shape)
 
 
 @dataclass
 class WarmupCosine:
-    """Linear warmup, then cosine decay to ``min_ratio`` at the last step."""
+    """Linear warmup, then cosine decay towards ``min_ratio`` (reached at ``total_steps``)."""
 
     total_steps: int
     warmup_steps: int
@@ -67,7 +68,7 @@ class WarmupCosine:
         if step < self.warmup_steps:
             return _warmup(step, self.warmup_steps)
         span = max(1, self.total_steps - self.warmup_steps)
-        progress = (step - self.warmup_steps + 1) / span
+        progress = (step - self.warmup_steps) / span  # min_ratio would be reached at total_steps
         return self.min_ratio + (1.0 - self.min_ratio) * _decay_curve(progress, "cosine")
 
 

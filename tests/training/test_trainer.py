@@ -15,6 +15,7 @@ from hnet_dna.training.checkpoint import latest_checkpoint, load_training_state
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.metrics import read_metrics
 from hnet_dna.training.pretrain import run_pretrain
+from hnet_dna.training.schedule import lr_factor_fn
 from hnet_dna.training.trainer import NonFiniteLossError, Trainer
 
 
@@ -163,6 +164,8 @@ def test_resume_with_more_steps_follows_the_new_schedule(tmp_path):
     frame = read_metrics(tmp_path).filter(pl.col("split") == "train")
     assert frame["step"].to_list() == list(range(1, 11))
     lrs = dict(zip(frame["step"].to_list(), frame["lr"].to_list(), strict=True))
-    # WSD over 10 steps: step 3 (index 2) is past the 1-step warmup and before the decay.
-    assert lrs[3] == pytest.approx(cfg.trainer.optim.lr)
-    assert lrs[10] == pytest.approx(0.0)
+    # The logged rate of step s is the one of schedule index s - 1 over the new 10 steps.
+    factor = lr_factor_fn(cfg.trainer.schedule, 10)
+    for step in (3, 9, 10):
+        assert lrs[step] == pytest.approx(cfg.trainer.optim.lr * factor(step - 1)), step
+    assert lrs[10] < lrs[3]  # decaying, which the old 2-step schedule never did

@@ -143,8 +143,15 @@ class SweepTrainer(Trainer):
         self.unit_pad_id = unit_pad_id
         self.bases_per_step = bases_per_step
         self.eval_batch_size = eval_batch_size
-        self.eval_seconds = 0.0
+        self.paused_seconds = 0.0  # evaluation and checkpoints: not part of bases/s
         self.last_eval: dict[str, float] = {}
+
+    def save(self) -> Path | None:
+        started = time.perf_counter()
+        try:
+            return super().save()
+        finally:
+            self.paused_seconds += time.perf_counter() - started
 
     def evaluate(self) -> dict[str, float]:
         started = time.perf_counter()
@@ -155,8 +162,8 @@ class SweepTrainer(Trainer):
                                  self.env.device, self.autocast)
             prefix = "" if name == "heldout" else f"{name}_"
             result.update({f"{prefix}{key}": value for key, value in scores.items()})
-        self.eval_seconds += time.perf_counter() - started
-        self._log("eval", result)
+        self.paused_seconds += time.perf_counter() - started
+        self.log_metrics("eval", result)
         self.last_eval = result
         return result
 
@@ -224,7 +231,7 @@ def run_one(spec: RunSpec, run_dir: str | Path, cache_dir: str | Path) -> dict[s
         log.info("resumed %s at step %d", run_dir, trainer.step)
     first_step, started = trainer.step, time.perf_counter()
     final = trainer.fit()
-    train_seconds = time.perf_counter() - started - trainer.eval_seconds
+    train_seconds = time.perf_counter() - started - trainer.paused_seconds
     result = summarize(spec, model, tokenizer, final, cfg,
                        bases_trained=(trainer.step - first_step) * budget.bases_per_step,
                        train_seconds=train_seconds)

@@ -1,0 +1,28 @@
+"""Aggregate a data-efficiency sweep into results.csv / results.md / plots.
+
+    python pipelines/data_efficiency/aggregate.py --root pipelines/data_efficiency/runs/cpu_tiny \
+        --out pipelines/data_efficiency/results/cpu_tiny --command "<the sweep command>"
+"""
+
+import argparse
+
+from hnet_dna.baselines.aggregate import aggregate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True, help="the preset's output_root")
+    parser.add_argument("--out", default=None, help="where tables and plots go (default: root)")
+    parser.add_argument("--command", default="", help="sweep command, recorded in results.md")
+    args = parser.parse_args()
+    frames = aggregate(args.root, args.out, args.command)
+    print(frames["results"])
+    if len(frames["match"]):
+        print(frames["match"])
+    if frames["problems"] is not None:
+        print("failed or incomplete runs:")
+        print(frames["problems"])
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,9 @@ BASES = "ACGTN"
 # IUPAC ambiguity codes: the model only distinguishes ACGT, so any ambiguity becomes N (and
 # gets loss weight 0 downstream), which is how HyenaDNA/Caduceus treat non-ACGT symbols.
 AMBIGUITY_CODES = "NRYKMSWBDHV"
+# the codes other than N: a FASTA using them carries information the model cannot see, so they
+# are counted (``count_ambiguity``) and reported by ``Genome.ambiguity_counts``
+PARTIAL_CODES = AMBIGUITY_CODES[1:]
 
 _INVALID = 255
 
@@ -97,6 +100,16 @@ def encode(seq: str | bytes | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pos = int(bad[0])
         raise InvalidBaseError(chr(raw[pos]), pos)
     return ids, SOFTMASK_TABLE[raw]
+
+
+def count_ambiguity(seq: str | bytes | np.ndarray) -> dict[str, int]:
+    """``{code: count}`` of the IUPAC codes other than N (case folded) in ``seq``; zeros left out.
+
+    One ``bincount`` over the raw bytes, so counting a chromosome costs one pass.
+    """
+    counts = np.bincount(as_bytes(seq), minlength=256)
+    out = {code: int(counts[ord(code)] + counts[ord(code.lower())]) for code in PARTIAL_CODES}
+    return {code: n for code, n in out.items() if n}
 
 
 def decode(ids: np.ndarray | torch.Tensor | list[int]) -> str:

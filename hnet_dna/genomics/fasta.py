@@ -1,31 +1,41 @@
-"""Genome access: random access to FASTA files and streaming of sequence records.
+"""Genome access: random access to the contigs of one FASTA/GenBank/EMBL file.
 
 :class:`Genome` wraps one indexed FASTA (plain or bgzip-compressed) behind ``pysam.FastaFile``,
 with ``pyfaidx`` as fallback backend, or holds the sequences in memory (small genomes, and files
 that cannot be indexed: plain gzip, GenBank, EMBL). It is picklable, and its file handle is
 opened lazily in each process, so DataLoader workers never share an htslib handle.
+
+Contig names resolve through :mod:`.aliases` (``chr1`` finds ``1``, ``chrM`` finds ``MT``).
+Records with an empty sequence are left out of ``contigs`` and listed in ``empty_records``
+(htslib's faidx drops them while indexing, so the pysam backend cannot list them).
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import logging
 import os
-import sys
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from .alphabet import InvalidBaseError, as_bytes, encode
+from .aliases import resolve_contig
+from .alphabet import InvalidBaseError, as_bytes, count_ambiguity, encode
+from .faidx import ensure_index, read_fai
+from .records import (  # noqa: F401  (re-exported: the public home of these names)
+    SeqFormat,
+    SequenceFormatError,
+    guess_format,
+    is_bgzf,
+    is_gzip,
+    iter_records,
+    load_records,
+)
 
 log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "pysam", "pyfaidx", "memory"]
-SeqFormat = Literal["auto", "fasta", "fastq", "genbank", "embl"]
 
 # "auto" holds files up to this size in memory: htslib re-inflates a 64 kB BGZF block for every
 # fetch (pysam exposes no block cache), so a random 1 kb fetch from bgzipped yeast ran at ~4,600/s
@@ -33,85 +43,8 @@ SeqFormat = Literal["auto", "fasta", "fastq", "genbank", "embl"]
 # Larger genomes stay on disk behind faidx.
 AUTO_MEMORY_MAX_BYTES = 64 << 20
 
-_GENBANK_SUFFIXES = {".gb": "genbank", ".gbk": "genbank", ".genbank": "genbank", ".embl": "embl"}
-
-
-class SequenceFormatError(ValueError):
-    """Bad sequence input; the message names the file, record and 0-based position."""
-
-
-def is_bgzf(path: str | os.PathLike) -> bool:
-    """True if ``path`` starts with a BGZF block (gzip with the 'BC' extra subfield)."""
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    # gzip magic, FEXTRA flag, then the BGZF extra subfield id 'BC' at bytes 12-13 (SAM spec 4.1)
-    return len(head) == 16 and head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
-
-
-def is_gzip(path: str | os.PathLike) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-def guess_format(path: str | os.PathLike) -> SeqFormat:
-    """Sequence format from the file name (compression suffix ignored); FASTA by default."""
-    name = Path(path).name.lower()
-    if name.endswith((".gz", ".bgz")):
-        name = name.rsplit(".", 1)[0]
-    suffix = Path(name).suffix
-    if suffix in _GENBANK_SUFFIXES:
-        return _GENBANK_SUFFIXES[suffix]  # type: ignore[return-value]
-    if suffix in (".fq", ".fastq"):
-        return "fastq"
-    return "fasta"
-
-
-def iter_records(path: str | os.PathLike, format: SeqFormat = "auto") -> Iterator[tuple[str, str]]:
-    """Stream ``(name, sequence)`` records, case preserved.
-
-    FASTA/FASTQ (plain, gzip or bgzip) are read with ``pysam.FastxFile`` (Biopython where pysam
-    is not installed); GenBank/EMBL with Biopython ``SeqIO``. Records with an empty sequence are
-    skipped, counted and logged as a warning; a GenBank/EMBL record without sequence data is an
-    error.
-    """
-    fmt = guess_format(path) if format == "auto" else format
-    skipped: list[str] = []
-    if fmt not in ("fasta", "fastq", "genbank", "embl"):
-        raise ValueError(f"{path}: unknown sequence format {format!r}")
-    try:
-        import pysam
-    except ImportError:
-        pysam = None
-    if fmt in ("fasta", "fastq") and pysam is not None:
-        with pysam.FastxFile(str(path)) as fh:
-            for rec in fh:
-                if not rec.sequence:
-                    skipped.append(rec.name)
-                    continue
-                yield rec.name, rec.sequence
-    else:
-        yield from _iter_seqio(path, fmt, skipped)
-    if skipped:
-        log.warning("%s: skipped %d empty record(s): %s", path, len(skipped), skipped[:5])
-
-
-def _iter_seqio(path: str | os.PathLike, fmt: str, skipped: list[str]) -> Iterator[tuple[str, str]]:
-    from Bio import SeqIO
-    from Bio.Seq import UndefinedSequenceError
-
-    opener = gzip.open if is_gzip(path) else open
-    with opener(path, "rt") as fh:
-        for i, rec in enumerate(SeqIO.parse(fh, fmt)):
-            try:
-                seq = str(rec.seq)
-            except UndefinedSequenceError:
-                raise SequenceFormatError(
-                    f"{path}: record {rec.id!r} (#{i}) has no sequence data (CONTIG-only entry?)"
-                ) from None
-            if not seq:
-                skipped.append(rec.id)
-                continue
-            yield rec.id, seq
+# contigs are read in pieces of this many bases when a whole-genome pass is needed
+SCAN_CHUNK = 1 << 22
 
 
 class Genome:
@@ -138,6 +71,8 @@ class Genome:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"genome file not found: {self.path}")
+        if self.path.stat().st_size == 0:
+            raise SequenceFormatError(f"{self.path}: empty file, no sequence records")
         self.name = name or _stem(self.path)
         fmt = guess_format(self.path) if format == "auto" else format
         if fmt == "fastq":
@@ -148,12 +83,21 @@ class Genome:
         self._handle_pid = 0
         self._memory: dict[str, bytes] | None = None
         self._fai = self._gzi = None
+        self._ambiguity: dict[str, dict[str, int]] | None = None
         if self.backend == "memory":
-            self._memory = _load_records(self.path, fmt)
+            self._memory, self.empty_records = load_records(self.path, fmt)
             self.contigs = {k: len(v) for k, v in self._memory.items()}
         else:
-            self._fai, self._gzi = _ensure_index(self.path, index_dir, self.backend)
-            self.contigs = _read_fai(self._fai)
+            self._fai, self._gzi = ensure_index(self.path, index_dir, self.backend)
+            indexed = read_fai(self._fai)
+            self.contigs = {k: n for k, n in indexed.items() if n > 0}
+            self.empty_records = [k for k, n in indexed.items() if n == 0]
+            if not self.contigs:
+                raise SequenceFormatError(f"{self.path}: no sequence records")
+        if self.empty_records:
+            # a header without sequence is usually a truncated download or a filtering slip
+            log.warning("%s: left out %d empty record(s): %s", self.path,
+                        len(self.empty_records), self.empty_records[:5])
 
     # ---------------------------------------------------------------- pickling (workers)
     def __getstate__(self) -> dict:
@@ -193,22 +137,29 @@ class Genome:
         )
 
     # ---------------------------------------------------------------- access
-    def check_range(self, contig: str, start: int, end: int) -> None:
-        """Raise a ``KeyError``/``IndexError`` naming the file unless the range is valid."""
-        if contig not in self.contigs:
-            raise KeyError(f"{self.path}: no record {contig!r}")
+    def resolve(self, contig: str) -> str:
+        """The record name ``contig`` refers to: itself or its alias (``chr1`` -> ``1``)."""
+        if contig in self.contigs:  # fast path: no alias lookup per window
+            return contig
+        return resolve_contig(contig, self.contigs, str(self.path))
+
+    def check_range(self, contig: str, start: int, end: int) -> str:
+        """The resolved record name; raises ``KeyError``/``IndexError`` naming the file unless
+        ``contig[start:end]`` (0-based, half-open) lies within the record."""
+        contig = self.resolve(contig)
         length = self.contigs[contig]
         if not 0 <= start <= end <= length:
             raise IndexError(
                 f"{self.path}: range {contig}:{start}-{end} outside record of length {length}"
             )
+        return contig
 
     def fetch_bytes(self, contig: str, start: int, end: int) -> np.ndarray:
         """Raw ASCII codes of ``contig[start:end]`` (0-based, half-open), case preserved.
 
         Out-of-range requests raise instead of being truncated (htslib would truncate).
         """
-        self.check_range(contig, start, end)
+        contig = self.check_range(contig, start, end)
         if self._memory is not None:
             return np.frombuffer(self._memory[contig], dtype=np.uint8, count=end - start,
                                  offset=start)
@@ -249,10 +200,34 @@ class Genome:
         A character outside ACGT/IUPAC raises :class:`SequenceFormatError` naming the file,
         record and 0-based position.
         """
+        contig = self.resolve(contig)
         try:
             return encode(self.fetch_bytes(contig, start, end))
         except InvalidBaseError as err:
             raise self._error(contig, start + err.position, err.char) from None
+
+    def ambiguity_counts(self) -> dict[str, dict[str, int]]:
+        """``{record: {code: count}}`` of IUPAC codes other than N, which read as N.
+
+        Computed on the first call (one pass over the genome, in ``SCAN_CHUNK`` pieces), cached,
+        and logged as a warning when any record has them: the model cannot see the partial
+        information (R = A or G, ...) those bases carry.
+        """
+        if self._ambiguity is None:
+            found: dict[str, dict[str, int]] = {}
+            for contig, length in self.contigs.items():
+                total: dict[str, int] = {}
+                for a in range(0, length, SCAN_CHUNK):
+                    raw = self.fetch_bytes(contig, a, min(a + SCAN_CHUNK, length))
+                    for code, n in count_ambiguity(raw).items():
+                        total[code] = total.get(code, 0) + n
+                if total:
+                    found[contig] = dict(sorted(total.items()))
+            self._ambiguity = found
+            if found:
+                log.warning("%s: %d IUPAC ambiguity code(s) read as N: %s", self.path,
+                            sum(sum(c.values()) for c in found.values()), found)
+        return self._ambiguity
 
     def _error(self, contig: str, position: int, char: str) -> SequenceFormatError:
         return SequenceFormatError(
@@ -293,123 +268,15 @@ def _resolve_backend(path: Path, fmt: str, backend: Backend) -> str:
     if backend not in ("pysam", "pyfaidx", "memory"):
         raise ValueError(f"unknown backend {backend!r}")
     if backend != "memory" and not indexable:
-        why = "plain gzip (recompress with bgzip)" if fmt == "fasta" else f"{fmt} format"
+        if fmt == "fasta":
+            why = (f"plain gzip, which cannot be indexed; recompress it: `gunzip -c {path} | "
+                   f"bgzip > {path.with_suffix('')}.bgz` (bgzip ships with htslib)")
+        else:
+            why = f"{fmt} format"
         raise SequenceFormatError(
             f"{path}: backend {backend!r} needs an indexable FASTA, this file is {why}; "
-            "use backend='memory'"
+            "or use backend='memory' (reads the file sequentially)"
         )
     return backend
 
 
-def _load_records(path: Path, fmt: str) -> dict[str, bytes]:
-    records: dict[str, bytes] = {}
-    for name, seq in iter_records(path, fmt):  # type: ignore[arg-type]
-        if name in records:
-            raise SequenceFormatError(f"{path}: duplicate record name {name!r}")
-        try:
-            records[name] = seq.encode("ascii")
-        except UnicodeEncodeError as err:
-            raise SequenceFormatError(
-                f"{path}: record {name!r} position {err.start} (0-based): "
-                f"invalid base {seq[err.start]!r}"
-            ) from None
-    if not records:
-        raise SequenceFormatError(f"{path}: no sequence records")
-    return records
-
-
-def _ensure_index(path: Path, index_dir: str | os.PathLike | None, backend: str
-                  ) -> tuple[Path, Path | None]:
-    """Return ``(fai, gzi | None)``, building them when missing or stale."""
-    bgzf = is_bgzf(path)
-    local = (Path(f"{path}.fai"), Path(f"{path}.gzi") if bgzf else None)
-    if _fresh(path, *local):
-        return local
-    if index_dir is None and os.access(path.parent, os.W_OK):
-        fai, gzi = local
-    else:
-        # read-only data folders (installed packages, shared storage): index into a cache keyed
-        # by the absolute path so two genomes with the same file name do not collide
-        root = Path(index_dir) if index_dir else Path.home() / ".cache" / "hnet_dna" / "faidx"
-        key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
-        root = root / key
-        root.mkdir(parents=True, exist_ok=True)
-        fai = root / (path.name + ".fai")
-        gzi = root / (path.name + ".gzi") if bgzf else None
-        if _fresh(path, fai, gzi):
-            return fai, gzi
-    log.info("indexing %s -> %s", path, fai)
-    _build_index(path, fai, gzi, backend)
-    return fai, gzi
-
-
-def _fresh(path: Path, fai: Path, gzi: Path | None) -> bool:
-    mtime = path.stat().st_mtime
-    return all(p.is_file() and p.stat().st_mtime >= mtime for p in (fai, gzi) if p is not None)
-
-
-def _build_index(path: Path, fai: Path, gzi: Path | None, backend: str) -> None:
-    try:
-        _run_indexer(path, fai, gzi, backend)
-    except SequenceFormatError:
-        # a partial index (pyfaidx keeps one on duplicate names) would look fresh next time
-        fai.unlink(missing_ok=True)
-        raise
-
-
-def _run_indexer(path: Path, fai: Path, gzi: Path | None, backend: str) -> None:
-    if backend == "pysam":
-        import pysam
-
-        args = [str(path), "--fai-idx", str(fai)]
-        if gzi is not None:
-            args += ["--gzi-idx", str(gzi)]
-        # htslib reports the actual problem (line, duplicate name) on the C-level stderr, not in
-        # the SamtoolsError, so capture fd 2 to put it into our error message
-        with _capture_fd2() as captured:
-            try:
-                pysam.faidx(*args)
-                failed = False
-            except pysam.SamtoolsError:
-                failed = True
-        log_text = " ".join(captured.text.split())
-        if failed:
-            raise SequenceFormatError(f"{path}: cannot build FASTA index: {log_text}")
-        if "duplicate" in log_text:
-            raise SequenceFormatError(f"{path}: duplicate record name ({log_text})")
-    else:
-        import pyfaidx
-
-        try:
-            pyfaidx.Faidx(str(path), indexname=str(fai),
-                          gzi_indexname=str(gzi) if gzi else None, rebuild=True).close()
-        except (pyfaidx.FastaIndexingError, ValueError) as err:
-            raise SequenceFormatError(f"{path}: cannot build FASTA index: {err}") from None
-
-
-class _capture_fd2:
-    """Redirect file descriptor 2 into a temporary file for the duration of a block."""
-
-    def __enter__(self) -> _capture_fd2:
-        self.text = ""
-        self._tmp = tempfile.TemporaryFile()
-        sys.stderr.flush()
-        self._saved = os.dup(2)
-        os.dup2(self._tmp.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._tmp.seek(0)
-        self.text = self._tmp.read().decode(errors="replace")
-        self._tmp.close()
-
-
-def _read_fai(fai: Path) -> dict[str, int]:
-    contigs: dict[str, int] = {}
-    with open(fai) as fh:
-        for line in fh:
-            name, length = line.split("\t")[:2]
-            contigs[name] = int(length)
-    return contigs

@@ -53,8 +53,9 @@ def test_auto_backend_by_compression_and_size(tmp_path, scer_seq, monkeypatch):
     assert g.backend == "memory"  # faidx cannot seek in plain gzip
     assert g.fetch(SCER_CONTIG, 0, len(scer_seq)) == scer_seq
     with pytest.raises(SequenceFormatError, match=re.escape(
-            f"{gz}: backend 'pysam' needs an indexable FASTA, this file is plain gzip "
-            "(recompress with bgzip); use backend='memory'")):
+            f"{gz}: backend 'pysam' needs an indexable FASTA, this file is plain gzip, which "
+            f"cannot be indexed; recompress it: `gunzip -c {gz} | bgzip > {tmp_path}/scer.fa.bgz`"
+            " (bgzip ships with htslib); or use backend='memory' (reads the file sequentially)")):
         Genome(gz, backend="pysam")
 
 

@@ -1,12 +1,16 @@
 """Genomic intervals: BED I/O, split definitions and N-free regions.
 
-Coordinates are 0-based half-open, as in BED and ``pysam``. The 4th BED column, when present,
-is kept as ``label``: the Basenji/HyenaDNA ``sequences_human.bed`` stores the split
-(train/valid/test) there.
+Coordinates are 0-based half-open, as in BED and ``pysam``, and are checked against the contig
+lengths wherever a genome is known. The 4th BED column, when present, is kept as ``label``: the
+Basenji/HyenaDNA ``sequences_human.bed`` stores the split (train/valid/test) there. Splits come
+from such a BED, from contig lists (:func:`split_by_contigs`) or from positional cuts
+(:func:`split_by_fraction`). Contig names resolve through :mod:`.aliases` (``chr1`` vs ``1``)
+and are rewritten to the genome's spelling.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .aliases import resolve_contig
 from .alphabet import N
 
 if TYPE_CHECKING:
@@ -43,14 +48,16 @@ class BedFormatError(ValueError):
 
 
 def read_bed(path: str | os.PathLike, contigs: Mapping[str, int] | None = None) -> list[Interval]:
-    """Read a BED file (>= 3 columns; column 4 becomes ``label``).
+    """Read a BED file, plain or gzip (>= 3 columns; column 4 becomes ``label``).
 
     Blank, ``#``, ``track`` and ``browser`` lines are headers, not data, and are ignored. With
-    ``contigs`` (name -> length) every interval is checked against the genome. Any malformed line
-    raises :class:`BedFormatError` naming the file and line.
+    ``contigs`` (name -> length) every interval is checked against the genome and its contig
+    renamed to the genome's spelling (``chr1`` in the BED, ``1`` in the FASTA). Any malformed
+    line raises :class:`BedFormatError` naming the file and line.
     """
     out = []
-    with open(path) as fh:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip() or line.startswith(_SKIP_PREFIXES):
                 continue
@@ -69,8 +76,10 @@ def read_bed(path: str | os.PathLike, contigs: Mapping[str, int] | None = None) 
             if not 0 <= start < end:
                 raise fail(f"need 0 <= start < end, got {start}-{end}")
             if contigs is not None:
-                if contig not in contigs:
-                    raise fail(f"contig {contig!r} not in the genome")
+                try:
+                    contig = resolve_contig(contig, contigs)
+                except KeyError as err:
+                    raise fail(f"contig {contig!r} not in the genome: {err.args[0]}") from None
                 if end > contigs[contig]:
                     raise fail(f"end {end} beyond {contig} length {contigs[contig]}")
             label = fields[3] if len(fields) > 3 else ""
@@ -118,6 +127,35 @@ def split_by_fraction(
         for name, a, b in zip(fractions, cuts[:-1], cuts[1:], strict=True):
             if b > a:
                 out[name].append(Interval(contig, int(a), int(b), name))
+    return out
+
+
+def split_by_contigs(
+    contigs: Mapping[str, int], lists: Mapping[str, Sequence[str] | None], where: str = "genome"
+) -> dict[str, list[Interval]]:
+    """Whole contigs per split, e.g. ``{"train": None, "valid": ["chr8"], "test": ["chr9"]}``.
+
+    ``None`` (at most one split) takes every contig not listed elsewhere; without it, unlisted
+    contigs are in no split. Names resolve through aliases; a contig listed twice, or not in
+    ``contigs``, raises naming ``where`` (the genome file).
+    """
+    rest = [split for split, names in lists.items() if names is None]
+    if len(rest) > 1:
+        raise ValueError(f"only one split can take the remaining contigs, got {rest}")
+    owner: dict[str, str] = {}
+    for split, names in lists.items():
+        for name in names or ():
+            contig = resolve_contig(name, contigs, where)
+            if contig in owner:
+                raise ValueError(f"{where}: contig {contig!r} is in splits {owner[contig]!r} "
+                                 f"and {split!r}")
+            owner[contig] = split
+    if rest:
+        owner.update({c: rest[0] for c in contigs if c not in owner})
+    out: dict[str, list[Interval]] = {split: [] for split in lists}
+    for contig, length in contigs.items():  # genome order, so windows come in file order
+        if contig in owner and length > 0:
+            out[owner[contig]].append(Interval(contig, 0, length, owner[contig]))
     return out
 
 
@@ -190,16 +228,29 @@ def total_length(intervals: Iterable[Interval]) -> int:
     return sum(len(iv) for iv in intervals)
 
 
+def resolve_intervals(intervals: Iterable[Interval], contigs: Mapping[str, int], where: str
+                      ) -> list[Interval]:
+    """``intervals`` with contigs in the genome's spelling (aliases resolved), each checked to
+    lie within its contig; raises naming ``where`` (a genome) otherwise."""
+    out = []
+    for iv in intervals:
+        try:
+            contig = resolve_contig(iv.contig, contigs, where)
+        except KeyError as err:
+            raise KeyError(f"{err.args[0]} for interval {iv}") from None
+        if iv.end > contigs[contig]:
+            raise IndexError(f"{where}: interval {iv} beyond record length {contigs[contig]}")
+        out.append(iv if contig == iv.contig else Interval(contig, iv.start, iv.end, iv.label))
+    return out
+
+
 def check_within(intervals: Iterable[Interval], contigs: Mapping[str, int], where: str) -> None:
     """Raise naming ``where`` (a genome) if an interval falls outside ``contigs``."""
-    for iv in intervals:
-        if iv.contig not in contigs:
-            raise KeyError(f"{where}: no record {iv.contig!r} for interval {iv}")
-        if iv.end > contigs[iv.contig]:
-            raise IndexError(f"{where}: interval {iv} beyond record length {contigs[iv.contig]}")
+    resolve_intervals(intervals, contigs, where)
 
 
 __all__ = [
     "BedFormatError", "Interval", "check_within", "defined_intervals", "group_by_label",
-    "intersect", "read_bed", "split_by_fraction", "total_length", "whole_contigs", "write_bed",
+    "intersect", "read_bed", "resolve_intervals", "split_by_contigs", "split_by_fraction",
+    "total_length", "whole_contigs", "write_bed",
 ]

@@ -1,3 +1,4 @@
+import gzip
 import re
 import tempfile
 from pathlib import Path
@@ -15,6 +16,8 @@ from hnet_dna.genomics.intervals import (
     group_by_label,
     intersect,
     read_bed,
+    resolve_intervals,
+    split_by_contigs,
     split_by_fraction,
     write_bed,
 )
@@ -37,7 +40,8 @@ def test_read_bed_basenji_splits():
      ("chr1\t0\tten", "start/end are not integers: '0', 'ten'"),
      ("chr1\t10\t10", "need 0 <= start < end, got 10-10"),
      ("chr1\t-1\t10", "need 0 <= start < end, got -1-10"),
-     ("chrX\t0\t10", "contig 'chrX' not in the genome"),
+     ("chrX\t0\t10", "contig 'chrX' not in the genome: no record 'chrX' (nor its aliases "
+      "['X']); records include ['chr1']"),
      ("chr1\t90\t101", "end 101 beyond chr1 length 100")],
 )
 def test_read_bed_errors_name_file_and_line(tmp_path, line, msg):
@@ -123,3 +127,41 @@ def test_intersect_equals_positionwise_and(a_spans, cuts):
     assert all(len(iv) > 0 for iv in got)
     assert sorted(_positions(got)) == sorted(_positions(a) & _positions(b))
     assert sum(map(len, got)) == sum(len(_positions([iv]) & _positions(b)) for iv in a)
+
+
+def test_split_by_contigs():
+    contigs = {"chr1": 100, "chr2": 50, "chr8": 30, "chr9": 20, "chrM": 0}
+    out = split_by_contigs(contigs, {"train": None, "valid": ["8"], "test": ["chr9"]})
+    assert out == {"train": [Interval("chr1", 0, 100, "train"), Interval("chr2", 0, 50, "train")],
+                   "valid": [Interval("chr8", 0, 30, "valid")],
+                   "test": [Interval("chr9", 0, 20, "test")]}  # empty chrM in no split
+    # without a catch-all split, unlisted contigs are in no split
+    assert split_by_contigs(contigs, {"test": ["chr2"]}) == {"test": [Interval("chr2", 0, 50,
+                                                                               "test")]}
+    with pytest.raises(ValueError, match=re.escape(
+            "g.fa: contig 'chr8' is in splits 'valid' and 'test'")):
+        split_by_contigs(contigs, {"valid": ["chr8"], "test": ["8"]}, "g.fa")
+    with pytest.raises(KeyError, match=re.escape("g.fa: no record 'chr3'")):
+        split_by_contigs(contigs, {"test": ["chr3"]}, "g.fa")
+    with pytest.raises(ValueError, match="only one split can take the remaining contigs"):
+        split_by_contigs(contigs, {"train": None, "valid": None})
+
+
+def test_read_bed_resolves_aliases_and_reads_gzip(tmp_path):
+    bed = tmp_path / "ucsc.bed.gz"
+    with gzip.open(bed, "wt") as fh:
+        fh.write("chr1\t0\t10\ttrain\nchrM\t2\t5\ttest\n")
+    assert read_bed(bed, {"1": 10, "MT": 5}) == [Interval("1", 0, 10, "train"),
+                                                 Interval("MT", 2, 5, "test")]
+    assert read_bed(bed)[1] == Interval("chrM", 2, 5, "test")  # no genome: names kept
+    with pytest.raises(BedFormatError, match=re.escape(f"{bed}:1: end 10 beyond 1 length 9")):
+        read_bed(bed, {"1": 9, "MT": 5})
+
+
+def test_resolve_intervals_checks_lengths():
+    ivs = [Interval("chr1", 5, 10, "x")]
+    assert resolve_intervals(ivs, {"1": 10}, "g") == [Interval("1", 5, 10, "x")]
+    with pytest.raises(IndexError, match=re.escape(
+            "g: interval Interval(contig='chr1', start=5, end=10, label='x') beyond record "
+            "length 9")):
+        resolve_intervals(ivs, {"1": 9}, "g")

@@ -7,33 +7,62 @@ Each item is the batch format of docs/architecture.md: ``tokens`` int64 ``(L,)``
 
 Two modes:
 
-* ``"random"``: ``samples_per_epoch`` windows drawn uniformly over every valid window position
-  (HyenaDNA-style random crops), each reverse-complemented with probability ``rc_prob``.
-  Reproducible from ``(seed, epoch, rank, worker)``; call :meth:`WindowDataset.set_epoch`.
+* ``"random"``: ``samples_per_epoch`` windows, each drawn uniformly over every valid window start
+  (HyenaDNA-style random crops), or from a weighted mixture of the sources
+  (``source_weights``), and reverse-complemented with probability ``rc_prob``. Sample ``g`` of
+  an epoch is a pure function of ``(seed, epoch, g)`` (see :mod:`.sampling`).
 * ``"tile"``: non-overlapping windows covering every interval exactly once, in order (the last
   window of an interval is right-padded with PAD, weight 0), for evaluation: with the causal
   convention of the architecture doc every base is scored exactly once.
 
-Work is split across distributed ranks first, then DataLoader workers, so no window is produced
-twice and the per-rank count does not depend on the number of workers.
+Sharding and resumption (see :mod:`.sharding`): each rank owns a fixed stream of items per
+epoch; DataLoader workers take whole chunks of ``batch_size`` items of it in turn, so a
+DataLoader with that batch size yields the rank's stream in order for any ``num_workers``.
+``state_dict(consumed)`` records how many items of the stream the main process has taken;
+after ``load_state_dict`` the next pass starts exactly there. :class:`~.loader.WindowLoader`
+does the counting (and is what a trainer should use)::
+
+    loader = dataset.loader(batch_size=8, num_workers=2)   # or WindowLoader(dataset, 8, 2)
+    loader.set_epoch(epoch)
+    for batch in loader: ...
+    state = loader.state_dict()          # save with the checkpoint (per rank)
+    loader.load_state_dict(state)        # on resume: the same remaining batches follow
+
+Without the loader, pass ``consumed = batches_taken * batch_size`` (counted from the start of
+the epoch) to ``dataset.state_dict``. Persistent workers would keep a stale epoch and position.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 
 from .alphabet import DNA_VOCAB, Vocab
-from .intervals import Interval, check_within
+from .intervals import Interval, resolve_intervals
+from .items import CodeTables, build
+from .sampling import BLOCK, RandomDraws, mixture_probs
+from .sharding import shard_info, split_count, worker_positions
+from .store import PRELOAD_MAX_BASES, PackedRegions
+
+if TYPE_CHECKING:
+    from .loader import WindowLoader
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["random", "tile"]
+MAX_RETRIES = 1000  # replacement draws for one sample before the N filter is declared hopeless
+# (stream position, interval index, offset in interval, minus strand, packed codes)
+Spec = tuple[int, int, int, bool, np.ndarray]
+
+# kept importable from here (earlier home of these helpers)
+_split_count = split_count
+__all__ = ["Mode", "SequenceSource", "WindowDataset", "shard_info"]
 
 
 class SequenceSource(Protocol):
@@ -44,24 +73,6 @@ class SequenceSource(Protocol):
 
     def fetch_encoded(self, contig: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         ...
-
-
-def shard_info(rank: int | None = None, world_size: int | None = None) -> tuple[int, int, int, int]:
-    """``(rank, world_size, worker_id, num_workers)`` of the calling process."""
-    if rank is None or world_size is None:
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            rank, world_size = dist.get_rank(), dist.get_world_size()
-        else:
-            rank, world_size = 0, 1
-    info = get_worker_info()
-    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-    return rank, world_size, worker, workers
-
-
-def _split_count(total: int, index: int, parts: int) -> int:
-    """Size of part ``index`` when ``total`` items are dealt round-robin into ``parts``."""
-    return total // parts + (index < total % parts)
 
 
 def _check_disjoint(intervals: Sequence[Interval], where: str) -> None:
@@ -77,11 +88,18 @@ class WindowDataset(IterableDataset):
     ``softmask_weight`` is the loss weight of lowercase (soft-masked repeat) bases; GPN uses 0.1
     for training and 0 for evaluation. Ids in ``vocab.zero_weight_ids`` (N for DNA) and padding
     get weight 0. Windows whose fraction of zero-weight ids exceeds ``max_n_fraction`` are
-    skipped (random mode draws another); skips are counted in ``self.skipped`` and logged at the
-    end of each pass. In random mode intervals shorter than ``window`` cannot hold a window: they
-    are left out, and their count and bases are logged at construction (tile mode covers them).
-    ``samples_per_epoch`` counts windows over all ranks. Tile mode requires non-overlapping
-    intervals, so that each base is scored once.
+    skipped: random mode replaces the draw (counted in ``self.skipped``, logged after each pass);
+    tile mode leaves those tiles out of its stream (counted and logged at construction). In
+    random mode intervals shorter than ``window`` cannot hold a window: they are left out, and
+    their count and bases are logged (tile mode covers them). ``samples_per_epoch`` counts
+    windows over all ranks. Tile mode requires non-overlapping intervals, so that each base is
+    scored once. Interval contigs may use aliases of the source's names (``chr1`` for ``1``).
+
+    ``source_weights`` (random mode; by source name or in ``regions`` order): sampling weight of
+    each source, default proportional to its number of window starts (its length).
+    ``preload``: read all intervals into memory once (1 byte per base) instead of per window;
+    default when they total at most ``store.PRELOAD_MAX_BASES``. ``batch_size``: the DataLoader
+    batch size, the unit in which workers share the stream (see the module doc).
     """
 
     def __init__(
@@ -99,56 +117,131 @@ class WindowDataset(IterableDataset):
         vocab: Vocab = DNA_VOCAB,
         rank: int | None = None,
         world_size: int | None = None,
+        source_weights: Mapping[str, float] | Sequence[float] | None = None,
+        preload: bool | None = None,
+        batch_size: int = 1,
     ) -> None:
         super().__init__()
+        self._check_args(regions, window, mode, samples_per_epoch, rc_prob, strands, seed, vocab,
+                         source_weights, batch_size)
+        self.sources = [src for src, _ in regions]
+        self.window, self.mode, self.seed, self.vocab = window, mode, seed, vocab
+        self.samples_per_epoch = samples_per_epoch
+        self.rc_prob, self.strands = rc_prob, tuple(strands)
+        self.softmask_weight, self.max_n_fraction = softmask_weight, max_n_fraction
+        self.batch_size = batch_size
+        self._rank, self._world_size = rank, world_size
+        self.epoch = 0
+        self.skipped = 0
+        self._start = self._position = 0  # resume offset / next position in the rank stream
+
+        # Flat (source index, interval) table + cumulative window counts: window k is found by
+        # binary search instead of materialising millions of window tuples.
+        flat: list[tuple[int, Interval]] = []
+        for i, (src, ivs) in enumerate(regions):
+            ivs = resolve_intervals(ivs, src.contigs, repr(src))
+            if mode == "tile":
+                _check_disjoint(ivs, repr(src))
+            flat += [(i, iv) for iv in ivs]
+        if mode == "random":
+            flat = self._drop_short(flat)
+            counts = [len(iv) - window + 1 for _, iv in flat]  # valid window starts
+        else:
+            counts = [-(-len(iv) // window) for _, iv in flat]  # ceil: tiles per interval
+        self._intervals = flat
+        self._offsets = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
+        self._lengths = np.array([len(iv) for _, iv in flat], dtype=np.int64)
+        self._tables = CodeTables(vocab, softmask_weight)
+        if preload is None:
+            preload = int(self._lengths.sum()) <= PRELOAD_MAX_BASES
+        self._store = PackedRegions(self.sources, flat, self._tables) if preload else None
+        if mode == "random":
+            self._setup_mixture(flat, counts, source_weights)
+        else:
+            self._tiles = self._kept_tiles()
+
+    # ------------------------------------------------------------------ construction helpers
+    @staticmethod
+    def _check_args(regions, window, mode, samples_per_epoch, rc_prob, strands, seed, vocab,
+                    source_weights, batch_size) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if mode not in ("random", "tile"):
             raise ValueError(f"mode must be 'random' or 'tile', got {mode!r}")
         if mode == "random" and (samples_per_epoch is None or samples_per_epoch < 1):
             raise ValueError("random mode needs samples_per_epoch >= 1")
+        if mode == "tile" and source_weights is not None:
+            raise ValueError("source_weights apply to random mode (tile mode covers every base)")
         if not 0.0 <= rc_prob <= 1.0:
             raise ValueError(f"rc_prob must be in [0, 1], got {rc_prob}")
         if not set(strands) <= {1, -1} or not strands:
             raise ValueError(f"strands must be a non-empty subset of (1, -1), got {strands}")
         if vocab.complement is None and (rc_prob > 0 or -1 in strands):
             raise ValueError("this vocabulary has no complement: rc_prob/strand -1 unavailable")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         names = [src.name for src, _ in regions]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate source names {names}")
-        self.sources = [src for src, _ in regions]
-        self.window, self.mode, self.seed, self.vocab = window, mode, seed, vocab
-        self.samples_per_epoch = samples_per_epoch
-        self.rc_prob, self.strands = rc_prob, tuple(strands)
-        self.softmask_weight, self.max_n_fraction = softmask_weight, max_n_fraction
-        self._rank, self._world_size = rank, world_size
-        self.epoch = 0
-        self.skipped = 0
 
-        # Flat (source index, interval) table + cumulative window counts: window k is found by
-        # binary search instead of materialising millions of window tuples.
-        flat: list[tuple[int, Interval]] = []
-        for i, (src, ivs) in enumerate(regions):
-            check_within(ivs, src.contigs, repr(src))
-            if mode == "tile":
-                _check_disjoint(ivs, repr(src))
-            flat += [(i, iv) for iv in ivs]
-        if mode == "random":
-            short = [iv for _, iv in flat if len(iv) < window]
-            if short:
-                log.warning("random windows of %d: left out %d interval(s) shorter than the "
-                            "window (%d bases)", window, len(short), sum(map(len, short)))
-            flat = [(i, iv) for i, iv in flat if len(iv) >= window]
-            counts = [len(iv) - window + 1 for _, iv in flat]  # valid window starts
+    def _drop_short(self, flat: list[tuple[int, Interval]]) -> list[tuple[int, Interval]]:
+        short = [iv for _, iv in flat if len(iv) < self.window]
+        kept = [(i, iv) for i, iv in flat if len(iv) >= self.window]
+        if not kept:
+            longest = max((len(iv) for _, iv in flat), default=0)
+            raise ValueError(f"no interval can hold a window of {self.window} (random mode); "
+                             f"the longest of {len(flat)} interval(s) has {longest} bases")
+        if short:
+            log.warning("random windows of %d: left out %d interval(s) shorter than the "
+                        "window (%d bases)", self.window, len(short), sum(map(len, short)))
+        return kept
+
+    def _setup_mixture(self, flat: list[tuple[int, Interval]], counts: list[int],
+                       weights: Mapping[str, float] | Sequence[float] | None) -> None:
+        # flat is in source order, so each source owns one contiguous range of positions
+        n = len(self.sources)
+        per_source = np.zeros(n, dtype=np.int64)
+        np.add.at(per_source, [i for i, _ in flat], counts)
+        self._src_counts = per_source
+        self._src_lo = np.concatenate(([0], np.cumsum(per_source)))[:-1]
+        self._probs = None
+        if weights is not None:
+            names = [s.name for s in self.sources]
+            if isinstance(weights, Mapping):
+                unknown = sorted(set(weights) - set(names))
+                if unknown:
+                    raise ValueError(f"source_weights name unknown sources {unknown}; "
+                                     f"sources: {names}")
+                weights = [weights.get(name, 0.0) for name in names]
+            self._probs = mixture_probs(np.asarray(weights, dtype=np.float64), per_source, names)
+
+    def _tile_span(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(interval index, offset in interval, length)`` of tiles ``k`` (vectorised)."""
+        j = np.searchsorted(self._offsets, k, side="right") - 1
+        offset = (k - self._offsets[j]) * self.window
+        return j, offset, np.minimum(self.window, self._lengths[j] - offset)
+
+    def _kept_tiles(self) -> np.ndarray | None:
+        """Tiles that pass ``max_n_fraction`` (None = all): decided up front so that the item
+        stream, and hence a saved position in it, does not depend on what was read."""
+        if self.max_n_fraction >= 1.0:
+            return None
+        j, offset, n = self._tile_span(np.arange(self.num_positions, dtype=np.int64))
+        if self._store is not None:
+            a = self._store.starts[j] + offset
+            zeros = self._store.zero_count(a, a + n)
         else:
-            counts = [-(-len(iv) // window) for _, iv in flat]  # ceil: tiles per interval
-        if not flat:
-            raise ValueError(f"no interval can hold a window of {window} ({mode} mode)")
-        self._intervals = flat
-        self._offsets = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
-        w = np.ones(vocab.size, dtype=np.float32)
-        w[list(vocab.zero_weight_ids) + [vocab.pad_id]] = 0.0
-        self._weight_table = w
+            zeros = np.array([np.count_nonzero(self._tables.zero.take(self._codes(jj, oo, nn)))
+                              for jj, oo, nn in zip(j.tolist(), offset.tolist(), n.tolist(),
+                                                    strict=True)])
+        keep = zeros <= self.max_n_fraction * n
+        self.skipped = int((~keep).sum()) * len(self.strands)
+        if self.skipped:
+            log.info("tile windows of %d: skipped %d window(s) with N fraction > %g",
+                     self.window, self.skipped, self.max_n_fraction)
+        return np.flatnonzero(keep)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -156,89 +249,207 @@ class WindowDataset(IterableDataset):
         """Valid window starts (random) or tiles (tile), over all ranks, one strand."""
         return int(self._offsets[-1])
 
-    def __len__(self) -> int:
-        """Windows this rank yields per pass (before ``max_n_fraction`` skips)."""
-        rank, world, _, _ = shard_info(self._rank, self._world_size)
+    def _rank_count(self, rank: int, world: int) -> int:
+        """Items in the stream of ``rank`` for one full pass."""
         if self.mode == "random":
-            return _split_count(self.samples_per_epoch, rank, world)
-        return _split_count(self.num_positions, rank, world) * len(self.strands)
+            return split_count(self.samples_per_epoch, rank, world)
+        tiles = self.num_positions if self._tiles is None else len(self._tiles)
+        return split_count(tiles, rank, world) * len(self.strands)
 
+    @property
+    def start_position(self) -> int:
+        """Where the next pass starts in this rank's stream: 0, or a restored position."""
+        return self._start
+
+    def __len__(self) -> int:
+        """Windows this rank yields in the next pass (all, or what is left after a resume)."""
+        rank, world, _, _ = shard_info(self._rank, self._world_size)
+        return max(self._rank_count(rank, world) - self._start, 0)
+
+    # ------------------------------------------------------------------ epochs and resumption
     def set_epoch(self, epoch: int) -> None:
-        """Select the random stream of this epoch (does not reach persistent workers)."""
+        """Select the stream of this epoch; a new epoch starts at its beginning. Reaches
+        DataLoader workers created afterwards (not persistent ones)."""
+        if epoch != self.epoch:
+            self._start = self._position = 0
         self.epoch = epoch
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """What must match for a saved position to mean the same windows."""
+        probs = None if self.mode == "tile" or self._probs is None else self._probs.tolist()
+        return {"mode": self.mode, "window": self.window, "seed": self.seed,
+                "samples_per_epoch": self.samples_per_epoch, "num_positions": self.num_positions,
+                "strands": list(self.strands), "rc_prob": self.rc_prob,
+                "max_n_fraction": self.max_n_fraction, "source_weights": probs,
+                "sources": [s.name for s in self.sources]}
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
+        """Position in this rank's stream: ``{"epoch", "consumed", "world_size", "config"}``.
+
+        ``consumed``: items of the current epoch the caller has taken, counted from the start
+        of the epoch (``batches * batch_size`` with a DataLoader). Default: what this process
+        iterated itself, which is only right with ``num_workers=0``.
+        """
+        rank, world, _, _ = shard_info(self._rank, self._world_size)
+        position = self._position if consumed is None else int(consumed)
+        if not 0 <= position <= self._rank_count(rank, world):
+            raise ValueError(f"consumed={position} outside this rank's stream of "
+                             f"{self._rank_count(rank, world)} item(s)")
+        return {"epoch": self.epoch, "consumed": position, "world_size": world,
+                "config": self._fingerprint()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue at a saved position: the next pass yields the rest of that epoch."""
+        _, world, _, _ = shard_info(self._rank, self._world_size)
+        if state["world_size"] != world:
+            raise ValueError(f"state saved with world_size={state['world_size']}, this run has "
+                             f"{world}: rank streams would differ")
+        mine = self._fingerprint()
+        diff = {k: (v, mine.get(k)) for k, v in state["config"].items() if mine.get(k) != v}
+        if diff:
+            raise ValueError(f"state saved for a different dataset (saved, now): {diff}")
+        self.epoch = int(state["epoch"])
+        self._start = self._position = int(state["consumed"])
+
+    def loader(self, batch_size: int, num_workers: int = 0, **kwargs) -> WindowLoader:
+        """A resumable DataLoader over this dataset (see :class:`~.loader.WindowLoader`)."""
+        from .loader import WindowLoader
+
+        return WindowLoader(self, batch_size, num_workers, **kwargs)
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict]:
+        # windows are materialised a group at a time (see items.build); ~1 MB of tokens each
+        group = max(1, min(64, (1 << 17) // self.window))
+        for specs, fields in self._groups(group):
+            tokens, weights, soft = (f.unbind(0) for f in fields)
+            for i, (position, j, offset, minus, _) in enumerate(specs):
+                src, iv = self._intervals[j]
+                self._position = position + 1
+                yield {"tokens": tokens[i], "loss_weight": weights[i], "softmasked": soft[i],
+                       "source": self.sources[src].name, "contig": iv.contig,
+                       "start": iv.start + offset, "strand": -1 if minus else 1}
+
+    def iter_batches(self) -> Iterator[dict]:
+        """The stream as collated batches of ``batch_size`` (the format ``default_collate``
+        gives), built whole instead of item by item; see :meth:`batches`."""
+        for specs, (tokens, weights, soft) in self._groups(self.batch_size):
+            meta = [self._intervals[j] for _, j, _, _, _ in specs]
+            self._position = specs[-1][0] + 1
+            yield {"tokens": tokens, "loss_weight": weights, "softmasked": soft,
+                   "source": [self.sources[src].name for src, _ in meta],
+                   "contig": [iv.contig for _, iv in meta],
+                   "start": torch.tensor([iv.start + s[2] for (_, iv), s in zip(meta, specs,
+                                                                                 strict=True)]),
+                   "strand": torch.tensor([-1 if s[3] else 1 for s in specs])}
+
+    def batches(self) -> IterableDataset:
+        """This dataset as an iterable of whole batches, for ``DataLoader(batch_size=None)``:
+        the same batches as ``DataLoader(self, batch_size=self.batch_size)``, faster."""
+        return _Batches(self)
+
+    def _groups(self, size: int
+                ) -> Iterator[tuple[list[Spec], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
+        """This process's share of the rank stream, ``size`` windows at a time. Workers take
+        chunks of ``batch_size`` consecutive positions, so with ``size == batch_size`` every
+        group is one chunk."""
         rank, world, worker, workers = shard_info(self._rank, self._world_size)
-        self.skipped = 0
+        stop = self._rank_count(rank, world)
+        positions = worker_positions(self._start, stop, worker, workers, self.batch_size)
         if self.mode == "random":
-            n = _split_count(_split_count(self.samples_per_epoch, rank, world), worker, workers)
-            rng = np.random.default_rng([self.seed, self.epoch, rank, worker])
-            yield from self._random(n, rng)
+            self.skipped = 0
+            specs = self._random(positions, rank, world)
         else:
-            # rank r owns tiles r, r + world, ...; its worker w takes every workers-th of those
-            tiles = range(rank, self.num_positions, world)[worker::workers]
-            for k in tiles:
-                for strand in self.strands:
-                    item = self._tile(int(k), strand)
-                    if item is not None:
-                        yield item
-        if self.skipped:
+            specs = self._tile(positions, rank, world)
+        while group := list(itertools.islice(specs, size)):
+            yield group, build([s[4] for s in group], [s[3] for s in group], self.window,
+                               self._tables)
+        if self.mode == "random" and self.skipped:
             log.info("rank %d worker %d: skipped %d window(s) with N fraction > %g", rank,
                      worker, self.skipped, self.max_n_fraction)
 
-    def _locate(self, k: int) -> tuple[int, Interval, int]:
-        j = int(np.searchsorted(self._offsets, k, side="right")) - 1
-        src, iv = self._intervals[j]
-        return src, iv, k - int(self._offsets[j])
+    def _tile(self, positions: Iterator[int], rank: int, world: int) -> Iterator[Spec]:
+        # rank r owns tiles r, r + world, ... of the (N-filtered) tile list
+        tiles = np.arange(self.num_positions) if self._tiles is None else self._tiles
+        mine = tiles[rank::world]
+        ns = len(self.strands)
+        for p in positions:
+            j, offset, n = (int(x) for x in self._tile_span(mine[p // ns]))
+            yield p, j, offset, self.strands[p % ns] == -1, self._codes(j, offset, n)
 
-    def _random(self, n: int, rng: np.random.Generator) -> Iterator[dict]:
-        # bound the redraws so a corpus that is almost all N fails loudly instead of hanging
-        max_draws = 100 * n + 1000
-        made = draws = 0
-        while made < n:
-            if draws >= max_draws:
+    def _random(self, positions: Iterator[int], rank: int, world: int) -> Iterator[Spec]:
+        draws = RandomDraws(self.seed, self.epoch, self._src_lo, self._src_counts, self._probs,
+                            self.rc_prob)
+        filtering = self.max_n_fraction < 1.0
+        vectorised = filtering and self._store is not None  # N counts from the run index
+        current = -1
+        for p in positions:
+            g = rank + p * world  # global sample index: ranks interleave
+            b, t = divmod(g, BLOCK)
+            if b != current:
+                current = b
+                pos, minus = draws.block(b)
+                js, offsets = self._locate(pos)
+                ok = self._passes(js, offsets) if vectorised else None
+            j, offset, m = int(js[t]), int(offsets[t]), bool(minus[t])
+            code = self._codes(j, offset, self.window) if ok is None or ok[t] else None
+            if code is None or (filtering and not vectorised and not self._few_n(code)):
+                self.skipped += 1
+                j, offset, m, code = self._retry(draws, g)
+            yield p, j, offset, m, code
+
+    def _retry(self, draws: RandomDraws, g: int) -> tuple[int, int, bool, np.ndarray]:
+        """Replacement for sample ``g`` from its own generator (independent of sharding)."""
+        for attempt, (pos, minus) in enumerate(draws.retries(g)):
+            if attempt >= MAX_RETRIES:
                 raise RuntimeError(
-                    f"only {made}/{n} windows passed max_n_fraction={self.max_n_fraction} "
-                    f"after {draws} draws; restrict the intervals to N-free regions"
-                )
-            draws += 1
-            src, iv, offset = self._locate(int(rng.integers(self.num_positions)))
-            strand = -1 if rng.random() < self.rc_prob else 1
-            item = self._make(src, iv.contig, iv.start + offset, iv.start + offset + self.window,
-                              strand)
-            if item is not None:
-                made += 1
-                yield item
-
-    def _tile(self, k: int, strand: int) -> dict | None:
-        src, iv, i = self._locate(k)
-        start = iv.start + i * self.window
-        return self._make(src, iv.contig, start, min(start + self.window, iv.end), strand)
-
-    def _make(self, src: int, contig: str, start: int, end: int, strand: int) -> dict | None:
-        ids, soft = self.sources[src].fetch_encoded(contig, start, end)
-        n = end - start
-        weight = self._weight_table[ids]
-        if self.max_n_fraction < 1.0 and np.count_nonzero(weight == 0) > self.max_n_fraction * n:
+                    f"sample {g}: no window with N fraction <= {self.max_n_fraction} in "
+                    f"{MAX_RETRIES + 1} draws; restrict the intervals to N-free regions "
+                    "(intervals.defined_intervals)")
+            js, offsets = self._locate(np.array([pos]))
+            j, offset = int(js[0]), int(offsets[0])
+            if self._store is not None:
+                if self._passes(js, offsets)[0]:
+                    return j, offset, minus, self._codes(j, offset, self.window)
+            else:
+                code = self._codes(j, offset, self.window)
+                if self._few_n(code):
+                    return j, offset, minus, code
             self.skipped += 1
-            return None
-        weight = np.where(soft & (weight > 0), np.float32(self.softmask_weight), weight)
-        if strand == -1:
-            ids = self.vocab.complement[ids[::-1]]
-            soft, weight = soft[::-1], weight[::-1]
-        tokens = np.full(self.window, self.vocab.pad_id, dtype=np.int64)
-        tokens[:n] = ids
-        loss_weight = np.zeros(self.window, dtype=np.float32)
-        loss_weight[:n] = weight
-        softmasked = np.zeros(self.window, dtype=bool)
-        softmasked[:n] = soft
-        return {
-            "tokens": torch.from_numpy(tokens),
-            "loss_weight": torch.from_numpy(loss_weight),
-            "softmasked": torch.from_numpy(softmasked),
-            "source": self.sources[src].name,
-            "contig": contig,
-            "start": start,
-            "strand": strand,
-        }
+        raise AssertionError("unreachable")  # retries() is endless
+
+    def _locate(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Interval index and offset of window starts ``k`` (random mode, vectorised)."""
+        j = np.searchsorted(self._offsets, k, side="right") - 1
+        return j, k - self._offsets[j]
+
+    def _passes(self, j: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        """Whether full windows at ``(j, offset)`` pass ``max_n_fraction`` (preloaded)."""
+        a = self._store.starts[j] + offset
+        return self._store.zero_count(a, a + self.window) <= self.max_n_fraction * self.window
+
+    def _few_n(self, code: np.ndarray) -> bool:
+        return np.count_nonzero(self._tables.zero.take(code)) <= self.max_n_fraction * len(code)
+
+    def _codes(self, j: int, offset: int, n: int) -> np.ndarray:
+        """Packed codes of ``n`` bases at ``offset`` in interval ``j`` (a view when preloaded)."""
+        if self._store is not None:
+            a = int(self._store.starts[j]) + offset
+            return self._store.codes[a:a + n]
+        src, iv = self._intervals[j]
+        start = iv.start + offset
+        return self._tables.pack(*self.sources[src].fetch_encoded(iv.contig, start, start + n))
+
+
+class _Batches(IterableDataset):
+    """Whole batches of a :class:`WindowDataset` (see ``WindowDataset.batches``)."""
+
+    def __init__(self, dataset: WindowDataset) -> None:
+        super().__init__()
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.dataset.batch_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        return self.dataset.iter_batches()

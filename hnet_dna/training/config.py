@@ -85,9 +85,10 @@ class TrainerConfig:
 class DataConfig:
     """Which corpus and how windows are drawn from it (see ``hnet_dna.genomics``)."""
 
-    corpus: str = "yeast_chrI"  # a named corpus, or just a label when ``fasta`` is given
-    fasta: str | None = None  # any FASTA (plain or bgzip) ...
-    bed: str | None = None  # ... with a BED of splits: chrom, start, end, train|valid|test
+    # A named corpus (yeast_chrI, fly_chr4, arabidopsis_chr1) or the path of any FASTA (plain or
+    # bgzip), split positionally 80/10/10 per contig unless ``bed`` gives the splits.
+    corpus: str = "yeast_chrI"
+    bed: str | None = None  # BED of splits for a FASTA corpus: chrom, start, end, train|valid|test
     context_length: int = 1024  # bases per window
     batch_size: int = 8  # windows per micro-batch per rank
     eval_batch_size: int = 8

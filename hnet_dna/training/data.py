@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from hnet_dna.genomics.alphabet import DNA_VOCAB
-from hnet_dna.genomics.corpora import Corpus, corpus_from_bed, load_corpus
+from hnet_dna.genomics.corpora import Corpus, load_corpus
 from hnet_dna.training.config import DataConfig
 from hnet_dna.training.trainer import Vocabulary
 
@@ -74,12 +74,8 @@ class EpochBatchStream:
 
 
 def open_corpus(cfg: DataConfig) -> Corpus:
-    """A FASTA + split BED when ``data.fasta`` is set, otherwise the named corpus."""
-    if cfg.fasta is not None:
-        if cfg.bed is None:
-            raise ValueError("data.fasta needs data.bed (chrom, start, end, split) for its splits")
-        return corpus_from_bed(cfg.fasta, cfg.bed, name=cfg.corpus)
-    return load_corpus(cfg.corpus)
+    """The named corpus, or a FASTA path with positional or BED splits."""
+    return load_corpus(cfg.corpus, bed=cfg.bed)
 
 
 def vocabulary_for(cfg: DataConfig) -> Vocabulary:

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training import checkpoint as ckpt
 from hnet_dna.training import data as data_mod
-from hnet_dna.training.config import PretrainConfig
+from hnet_dna.training.config import DataConfig, PretrainConfig
 from hnet_dna.training.distributed import (
     broadcast_object,
     init_distributed,
@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 RESOLVED_CONFIG_NAME = "config.yaml"
 
-ConfigStore.instance().store(name="pretrain_schema", node=PretrainConfig)
+# In the schema the corpus is mandatory (a data group must name one; data=hg38 leaves it to the
+# command line), while the Python dataclass default stays usable on its own.
+ConfigStore.instance().store(
+    name="pretrain_schema", node=PretrainConfig(data=DataConfig(corpus=MISSING))
+)
 
 
 def load_pretrain_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -49,7 +53,7 @@ def load_pretrain_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 def parse_config(cfg: DictConfig) -> tuple[PretrainConfig, HNetConfig]:
     """Validated dataclasses from a composed config (unknown or mistyped keys raise)."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     hydra_free = {k: v for k, v in container.items() if k != "hydra"}
     if not isinstance(hydra_free.get("model"), dict):
         raise ValueError("the config has no model section: pick one, e.g. model=hnet_1stage_tiny")

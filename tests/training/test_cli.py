@@ -35,7 +35,7 @@ def test_composed_config_validates_into_dataclasses():
     assert model_cfg.num_stages == 2
     assert cfg.trainer.loss.target_ratio == [3.0, 3.0]
     assert cfg.trainer.optim.lr == 1e-3
-    assert cfg.data.corpus == "yeast"
+    assert cfg.data.corpus == "yeast_chrI"
 
 
 def test_unknown_key_is_rejected(capsys):
@@ -79,3 +79,12 @@ def test_usage_and_unknown_command(capsys):
 def test_commands_register_once():
     with pytest.raises(ValueError, match="'pretrain' is already registered"):
         register_command("pretrain", "again", lambda args: 0)
+
+
+def test_fasta_preset_requires_a_path():
+    with pytest.raises(Exception, match="data.corpus"):
+        parse_config(load_pretrain_config(["data=hg38"]))
+    cfg, _ = parse_config(load_pretrain_config(["data=hg38", "data.corpus=/g/hg38.fa",
+                                                "data.bed=/g/splits.bed"]))
+    assert (cfg.data.corpus, cfg.data.bed, cfg.data.context_length) == (
+        "/g/hg38.fa", "/g/splits.bed", 8192)

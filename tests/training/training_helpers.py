@@ -39,5 +39,5 @@ def tiny_pretrain_config(**trainer_overrides) -> PretrainConfig:
     )
     for key, value in trainer_overrides.items():
         setattr(trainer, key, value)
-    data = DataConfig(corpus="yeast", context_length=64, batch_size=4, eval_batch_size=8)
+    data = DataConfig(corpus="yeast_chrI", context_length=64, batch_size=4, eval_batch_size=8)
     return PretrainConfig(model=tiny_model_config().to_dict(), data=data, trainer=trainer)

@@ -18,6 +18,10 @@ from .records import SequenceFormatError, is_bgzf
 log = logging.getLogger(__name__)
 
 
+class IndexFolderError(OSError):
+    """The FASTA has no index and no folder to write one into; the message says what to run."""
+
+
 def ensure_index(path: Path, index_dir: str | os.PathLike | None, backend: str
                   ) -> tuple[Path, Path | None]:
     """Return ``(fai, gzi | None)``, building them when missing or stale."""
@@ -33,7 +37,13 @@ def ensure_index(path: Path, index_dir: str | os.PathLike | None, backend: str
         root = Path(index_dir) if index_dir else Path.home() / ".cache" / "hnet_dna" / "faidx"
         key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
         root = root / key
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise IndexFolderError(
+                f"{path}: no up-to-date faidx index, and cannot create the index folder {root} "
+                f"({err.strerror}); build one with `samtools faidx {path}` where it is "
+                "writable, or pass index_dir= a writable folder") from None
         fai = root / (path.name + ".fai")
         gzi = root / (path.name + ".gzi") if bgzf else None
         if _fresh(path, fai, gzi):

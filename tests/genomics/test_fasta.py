@@ -210,3 +210,17 @@ def test_without_pysam_falls_back_to_biopython_and_pyfaidx(monkeypatch, fly_seqs
     g = Genome(fly_copy)
     assert g.backend == "pyfaidx"
     assert g.fetch("dtei4_95000_106000", 5800, 6000) == fly_seqs["dtei4_95000_106000"][5800:6000]
+
+
+def test_unwritable_index_folder_says_what_to_run(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    fa = data / "x.fa"
+    fa.write_text(">x\nACGT\n")
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")  # a file where the index folder should go: mkdir fails even as root
+    with pytest.raises(OSError, match=re.escape(
+            f"{fa}: no up-to-date faidx index, and cannot create the index folder {blocker}/")
+            + ".*" + re.escape(f"build one with `samtools faidx {fa}` where it is writable, "
+                               "or pass index_dir= a writable folder")):
+        Genome(fa, backend="pysam", index_dir=blocker)

@@ -146,6 +146,8 @@ class WindowDataset(IterableDataset):
         if mode == "random":
             flat = self._drop_short(flat)
             counts = [len(iv) - window + 1 for _, iv in flat]  # valid window starts
+        elif not flat:
+            raise ValueError("no interval to tile (tile mode)")
         else:
             counts = [-(-len(iv) // window) for _, iv in flat]  # ceil: tiles per interval
         self._intervals = flat

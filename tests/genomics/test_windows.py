@@ -189,6 +189,8 @@ def test_argument_errors(fly):
         WindowDataset(regions, 10)
     with pytest.raises(ValueError, match=r"rc_prob must be in \[0, 1\], got 1.5"):
         WindowDataset(regions, 10, samples_per_epoch=1, rc_prob=1.5)
+    with pytest.raises(ValueError, match=re.escape("no interval to tile (tile mode)")):
+        WindowDataset([(fly, [])], 10, mode="tile")
     with pytest.raises(ValueError, match="duplicate source names"):
         WindowDataset(regions * 2, 10, mode="tile")
     overlapping = [Interval(DSEC, 0, 100), Interval(DTEI, 50, 60), Interval(DSEC, 99, 200)]

@@ -92,6 +92,7 @@ def score_vcf(
                 flush()
     flush()
     bar.close()
+    info.close()
     table = pl.DataFrame(rows, schema_overrides=dict.fromkeys(SCORE_COLUMNS, pl.Float64),
                          infer_schema_length=None)
     return table, counter
@@ -114,6 +115,10 @@ class _InfoReader:
                 raise KeyError(f"{vcf}: INFO field(s) {missing} not declared in the header")
             self._number = {k: self._vf.header.info[k].number for k in self.keys}
             self._iter = iter(self._vf)
+
+    def close(self) -> None:
+        if self.keys:
+            self._vf.close()
 
     def values(self, v: Variant) -> dict:
         if not self.keys:

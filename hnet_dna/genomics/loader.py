@@ -4,8 +4,12 @@ The loader sets the dataset's ``batch_size`` to its own, so that workers share t
 stream in whole batches and the DataLoader returns it in order (see :mod:`.sharding`); the
 dataset builds each batch whole (``WindowDataset.batches``), in the format ``default_collate``
 would give. The loader counts the rows it hands out, which is the dataset position a
-checkpoint needs. A fresh
-DataLoader (and fresh workers) is made for every pass, so set_epoch/load_state_dict reach them.
+checkpoint needs. A fresh DataLoader (and fresh workers) is made for every pass, so
+set_epoch/load_state_dict reach them.
+
+Under DDP the ranks' streams differ by at most one window; ``drop_last=True`` (or
+``samples_per_epoch`` a multiple of ``world_size * batch_size``) gives every rank the same number
+of batches, which collective ops need.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ class WindowLoader:
         if "batch_sampler" in kwargs or "sampler" in kwargs or kwargs.get("shuffle"):
             raise ValueError("the window dataset orders and shards itself: no sampler/shuffle")
         self.dataset = dataset
+        # only the last batch of a pass can be short; batch_size=None below forbids DataLoader's
+        # own drop_last, so the loader drops it
+        self.drop_last = bool(kwargs.pop("drop_last", False))
         self.batch_size, self.num_workers, self.kwargs = batch_size, num_workers, kwargs
         dataset.batch_size = batch_size
         self.consumed = dataset.start_position
@@ -49,7 +56,8 @@ class WindowLoader:
 
     def __len__(self) -> int:
         """Batches left in this pass."""
-        return -(-len(self.dataset) // self.batch_size)
+        left = len(self.dataset)
+        return left // self.batch_size if self.drop_last else -(-left // self.batch_size)
 
     def __iter__(self) -> Iterator[dict]:
         # the dataset builds whole batches (no per-item collation); batch_size=None passes
@@ -58,6 +66,8 @@ class WindowLoader:
                             num_workers=self.num_workers, **self.kwargs)
         self.consumed = self.dataset.start_position  # every pass starts there
         for batch in loader:
+            if self.drop_last and len(batch["tokens"]) < self.batch_size:
+                return
             self.consumed += len(batch["tokens"])
             yield batch
 

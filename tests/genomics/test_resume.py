@@ -80,6 +80,8 @@ def test_loader_order_does_not_depend_on_workers(regions, workers):
     assert [len(b["tokens"]) for b in batches] == [8] * 25 + [3]
     assert rows(batches) == expected
     assert loader.state_dict()["consumed"] == 203
+    dropping = WindowLoader(random_ds(regions), batch_size=8, num_workers=workers, drop_last=True)
+    assert len(dropping) == 25 and rows(dropping) == expected[:200]
     # the whole-batch path gives what default_collate gives on the items
     ref = next(iter(DataLoader(random_ds(regions, batch_size=8), batch_size=8)))
     assert set(ref) == set(batches[0])

@@ -203,8 +203,8 @@ def plot_curves(curves: pl.DataFrame, best: pl.DataFrame, x: str, path: Path) ->
 
 RESULT_COLUMNS = [
     "corpus", "model", "tokenizer", "final_bpb", "bpb_at_equal_flops", "flops_per_base",
-    "flops_vs_hnet", "params", "bases_per_s", "bases_per_token", "compression", "lr",
-    "lrs_tried",
+    "flops_per_base_target", "flops_vs_hnet", "params", "non_embedding_params", "bases_per_s",
+    "bases_per_token", "compression", "lr", "lrs_tried",
 ]
 
 
@@ -239,8 +239,9 @@ def aggregate(root: str | Path, out: str | Path | None = None, command: str = ""
         parts += ["Made with:", "", "```", command, "```", ""]
     parts += ["## Final held-out bits per base (best LR per model)", "", markdown_table(table),
               "", "FLOPs are forward FLOPs per base at the realised compression / tokens per "
-              "base (training ~3x); `bpb_at_equal_flops` reads each curve at the corpus's "
-              "smallest total training FLOPs.", ""]
+              "base (`_target`: at the H-Net's target compression; training ~3x); "
+              "`bpb_at_equal_flops` reads each curve at the corpus's smallest total training "
+              "FLOPs.", ""]
     if len(match):
         parts += ["## H-Net bases to match each baseline's final bits per base", "",
                   markdown_table(match), "", "ratio = baseline bases / H-Net bases to reach "

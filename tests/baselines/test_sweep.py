@@ -92,6 +92,18 @@ def test_run_one_trains_token_model_then_skips(tmp_path, monkeypatch):
 
     monkeypatch.setattr(experiment.SweepTrainer, "fit", must_not_train)
     assert run_one(spec, run_dir, cache_dir=tmp_path / "cache") == result
+    monkeypatch.undo()
+
+    # An interrupted run (no result.json) resumes from its last checkpoint, here the final step:
+    # no training step is repeated and the final evaluation is the same.
+    (run_dir / "result.json").unlink()
+
+    def must_not_step(self, micro_batches):
+        raise AssertionError("a resumed run repeated a step")
+
+    monkeypatch.setattr(experiment.SweepTrainer, "train_step", must_not_step)
+    resumed = run_one(spec, run_dir, cache_dir=tmp_path / "cache")
+    assert resumed["final"]["bpb"] == pytest.approx(result["final"]["bpb"], rel=1e-6)
 
 
 def test_not_applicable_model_is_skipped(tmp_path):

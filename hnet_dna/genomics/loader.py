@@ -62,8 +62,9 @@ class WindowLoader:
     def __iter__(self) -> Iterator[dict]:
         # the dataset builds whole batches (no per-item collation); batch_size=None passes
         # them through, and workers still take whole batches in turn
+        kwargs = {"collate_fn": _as_is, **self.kwargs}
         loader = DataLoader(self.dataset.batches(), batch_size=None,
-                            num_workers=self.num_workers, **self.kwargs)
+                            num_workers=self.num_workers, **kwargs)
         self.consumed = self.dataset.start_position  # every pass starts there
         for batch in loader:
             if self.drop_last and len(batch["tokens"]) < self.batch_size:
@@ -78,6 +79,11 @@ class WindowLoader:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.dataset.load_state_dict(state)
         self.consumed = int(state["consumed"])
+
+
+def _as_is(batch: dict) -> dict:
+    """Batches come built; DataLoader's default_convert would walk every string of them."""
+    return batch
 
 
 __all__ = ["WindowLoader"]

@@ -37,14 +37,18 @@ def split_count(total: int, index: int, parts: int) -> int:
     return total // parts + (index < total % parts)
 
 
-def worker_positions(start: int, stop: int, worker: int, workers: int, chunk: int
-                     ) -> Iterator[int]:
-    """Stream positions in ``[start, stop)`` that ``worker`` of ``workers`` produces, in order."""
+def worker_ranges(start: int, stop: int, worker: int, workers: int, chunk: int
+                  ) -> Iterator[tuple[int, int]]:
+    """Half-open ranges of the stream positions in ``[start, stop)`` that ``worker`` of
+    ``workers`` produces, in order (one range when there is a single worker)."""
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    step = chunk * workers
-    for a in range(start + worker * chunk, stop, step):
-        yield from range(a, min(a + chunk, stop))
+    if workers == 1:
+        if start < stop:
+            yield start, stop
+        return
+    for a in range(start + worker * chunk, stop, chunk * workers):
+        yield a, min(a + chunk, stop)
 
 
-__all__ = ["shard_info", "split_count", "worker_positions"]
+__all__ = ["shard_info", "split_count", "worker_ranges"]

@@ -34,7 +34,6 @@ the epoch) to ``dataset.state_dict``. Persistent workers would keep a stale epoc
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -44,10 +43,11 @@ import torch
 from torch.utils.data import IterableDataset
 
 from .alphabet import DNA_VOCAB, Vocab
+from .index import MAX_RETRIES, WindowIndex, Windows
 from .intervals import Interval, resolve_intervals
 from .items import CodeTables, build
-from .sampling import BLOCK, RandomDraws, mixture_probs
-from .sharding import shard_info, split_count, worker_positions
+from .sampling import RandomDraws, mixture_probs
+from .sharding import shard_info, split_count, worker_ranges
 from .store import PRELOAD_MAX_BASES, PackedRegions
 
 if TYPE_CHECKING:
@@ -56,13 +56,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Mode = Literal["random", "tile"]
-MAX_RETRIES = 1000  # replacement draws for one sample before the N filter is declared hopeless
-# (stream position, interval index, offset in interval, minus strand, packed codes)
-Spec = tuple[int, int, int, bool, np.ndarray]
 
 # kept importable from here (earlier home of these helpers)
 _split_count = split_count
-__all__ = ["Mode", "SequenceSource", "WindowDataset", "shard_info"]
+__all__ = ["MAX_RETRIES", "Mode", "SequenceSource", "WindowDataset", "shard_info"]
 
 
 class SequenceSource(Protocol):
@@ -151,12 +148,13 @@ class WindowDataset(IterableDataset):
         else:
             counts = [-(-len(iv) // window) for _, iv in flat]  # ceil: tiles per interval
         self._intervals = flat
-        self._offsets = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
-        self._lengths = np.array([len(iv) for _, iv in flat], dtype=np.int64)
+        self._contigs = [iv.contig for _, iv in flat]
         self._tables = CodeTables(vocab, softmask_weight)
         if preload is None:
-            preload = int(self._lengths.sum()) <= PRELOAD_MAX_BASES
-        self._store = PackedRegions(self.sources, flat, self._tables) if preload else None
+            preload = sum(len(iv) for _, iv in flat) <= PRELOAD_MAX_BASES
+        store = PackedRegions(self.sources, flat, self._tables) if preload else None
+        self._index = WindowIndex(self.sources, flat, counts, window, self._tables, store,
+                                  max_n_fraction)
         if mode == "random":
             self._setup_mixture(flat, counts, source_weights)
         else:
@@ -219,37 +217,22 @@ class WindowDataset(IterableDataset):
                 weights = [weights.get(name, 0.0) for name in names]
             self._probs = mixture_probs(np.asarray(weights, dtype=np.float64), per_source, names)
 
-    def _tile_span(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(interval index, offset in interval, length)`` of tiles ``k`` (vectorised)."""
-        j = np.searchsorted(self._offsets, k, side="right") - 1
-        offset = (k - self._offsets[j]) * self.window
-        return j, offset, np.minimum(self.window, self._lengths[j] - offset)
-
     def _kept_tiles(self) -> np.ndarray | None:
         """Tiles that pass ``max_n_fraction`` (None = all): decided up front so that the item
         stream, and hence a saved position in it, does not depend on what was read."""
-        if self.max_n_fraction >= 1.0:
-            return None
-        j, offset, n = self._tile_span(np.arange(self.num_positions, dtype=np.int64))
-        if self._store is not None:
-            a = self._store.starts[j] + offset
-            zeros = self._store.zero_count(a, a + n)
-        else:
-            zeros = np.array([np.count_nonzero(self._tables.zero.take(self._codes(jj, oo, nn)))
-                              for jj, oo, nn in zip(j.tolist(), offset.tolist(), n.tolist(),
-                                                    strict=True)])
-        keep = zeros <= self.max_n_fraction * n
-        self.skipped = int((~keep).sum()) * len(self.strands)
-        if self.skipped:
-            log.info("tile windows of %d: skipped %d window(s) with N fraction > %g",
-                     self.window, self.skipped, self.max_n_fraction)
-        return np.flatnonzero(keep)
+        kept = self._index.kept_tiles()
+        if kept is not None:
+            self.skipped = (self.num_positions - len(kept)) * len(self.strands)
+            if self.skipped:
+                log.info("tile windows of %d: skipped %d window(s) with N fraction > %g",
+                         self.window, self.skipped, self.max_n_fraction)
+        return kept
 
     # ------------------------------------------------------------------ sizes
     @property
     def num_positions(self) -> int:
         """Valid window starts (random) or tiles (tile), over all ranks, one strand."""
-        return int(self._offsets[-1])
+        return self._index.num_positions
 
     def _rank_count(self, rank: int, world: int) -> int:
         """Items in the stream of ``rank`` for one full pass."""
@@ -323,124 +306,65 @@ class WindowDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         # windows are materialised a group at a time (see items.build); ~1 MB of tokens each
         group = max(1, min(64, (1 << 17) // self.window))
-        for specs, fields in self._groups(group):
+        for positions, win, fields in self._groups(group):
             tokens, weights, soft = (f.unbind(0) for f in fields)
-            for i, (position, j, offset, minus, _) in enumerate(specs):
-                src, iv = self._intervals[j]
-                self._position = position + 1
+            sources, contigs, starts = self._meta(win)
+            for i, (p, minus) in enumerate(zip(positions.tolist(), win.minus.tolist(),
+                                               strict=True)):
+                self._position = p + 1
                 yield {"tokens": tokens[i], "loss_weight": weights[i], "softmasked": soft[i],
-                       "source": self.sources[src].name, "contig": iv.contig,
-                       "start": iv.start + offset, "strand": -1 if minus else 1}
+                       "source": sources[i], "contig": contigs[i], "start": int(starts[i]),
+                       "strand": -1 if minus else 1}
 
     def iter_batches(self) -> Iterator[dict]:
         """The stream as collated batches of ``batch_size`` (the format ``default_collate``
         gives), built whole instead of item by item; see :meth:`batches`."""
-        for specs, (tokens, weights, soft) in self._groups(self.batch_size):
-            meta = [self._intervals[j] for _, j, _, _, _ in specs]
-            self._position = specs[-1][0] + 1
+        for positions, win, (tokens, weights, soft) in self._groups(self.batch_size):
+            sources, contigs, starts = self._meta(win)
+            self._position = int(positions[-1]) + 1
             yield {"tokens": tokens, "loss_weight": weights, "softmasked": soft,
-                   "source": [self.sources[src].name for src, _ in meta],
-                   "contig": [iv.contig for _, iv in meta],
-                   "start": torch.tensor([iv.start + s[2] for (_, iv), s in zip(meta, specs,
-                                                                                 strict=True)]),
-                   "strand": torch.tensor([-1 if s[3] else 1 for s in specs])}
+                   "source": sources, "contig": contigs, "start": torch.from_numpy(starts),
+                   "strand": torch.from_numpy(np.where(win.minus, -1, 1))}
 
     def batches(self) -> IterableDataset:
         """This dataset as an iterable of whole batches, for ``DataLoader(batch_size=None)``:
         the same batches as ``DataLoader(self, batch_size=self.batch_size)``, faster."""
         return _Batches(self)
 
-    def _groups(self, size: int
-                ) -> Iterator[tuple[list[Spec], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
-        """This process's share of the rank stream, ``size`` windows at a time. Workers take
-        chunks of ``batch_size`` consecutive positions, so with ``size == batch_size`` every
-        group is one chunk."""
+    def _meta(self, win: Windows) -> tuple[list[str], list[str], np.ndarray]:
+        js = win.j.tolist()
+        names = [s.name for s in self.sources]
+        sources = [names[i] for i in self._index.iv_source[win.j].tolist()]
+        return sources, [self._contigs[j] for j in js], self._index.iv_start[win.j] + win.offset
+
+    def _groups(self, size: int) -> Iterator[tuple[np.ndarray, Windows, tuple[torch.Tensor, ...]]]:
+        """This process's share of the rank stream, ``size`` windows at a time: positions,
+        windows and built ``(tokens, loss_weight, softmasked)``. Workers take chunks of
+        ``batch_size`` consecutive positions, so with ``size == batch_size`` a group is a chunk."""
         rank, world, worker, workers = shard_info(self._rank, self._world_size)
         stop = self._rank_count(rank, world)
-        positions = worker_positions(self._start, stop, worker, workers, self.batch_size)
         if self.mode == "random":
             self.skipped = 0
-            specs = self._random(positions, rank, world)
+            draws = RandomDraws(self.seed, self.epoch, self._src_lo, self._src_counts,
+                                self._probs, self.rc_prob)
         else:
-            specs = self._tile(positions, rank, world)
-        while group := list(itertools.islice(specs, size)):
-            yield group, build([s[4] for s in group], [s[3] for s in group], self.window,
-                               self._tables)
+            # rank r owns tiles r, r + world, ... of the (N-filtered) tile list, both strands
+            tiles = np.arange(self.num_positions) if self._tiles is None else self._tiles
+            mine, ns = tiles[rank::world], len(self.strands)
+            strand_minus = np.array([s == -1 for s in self.strands])
+        for a, b in worker_ranges(self._start, stop, worker, workers, self.batch_size):
+            for lo in range(a, b, size):
+                positions = np.arange(lo, min(lo + size, b), dtype=np.int64)
+                if self.mode == "random":
+                    # global sample index: ranks interleave, so shards are disjoint samples
+                    win, rejected = self._index.random(rank + positions * world, draws)
+                    self.skipped += rejected
+                else:
+                    win = self._index.tiles(mine[positions // ns], strand_minus[positions % ns])
+                yield positions, win, build(win.codes, win.minus, self.window, self._tables)
         if self.mode == "random" and self.skipped:
             log.info("rank %d worker %d: skipped %d window(s) with N fraction > %g", rank,
                      worker, self.skipped, self.max_n_fraction)
-
-    def _tile(self, positions: Iterator[int], rank: int, world: int) -> Iterator[Spec]:
-        # rank r owns tiles r, r + world, ... of the (N-filtered) tile list
-        tiles = np.arange(self.num_positions) if self._tiles is None else self._tiles
-        mine = tiles[rank::world]
-        ns = len(self.strands)
-        for p in positions:
-            j, offset, n = (int(x) for x in self._tile_span(mine[p // ns]))
-            yield p, j, offset, self.strands[p % ns] == -1, self._codes(j, offset, n)
-
-    def _random(self, positions: Iterator[int], rank: int, world: int) -> Iterator[Spec]:
-        draws = RandomDraws(self.seed, self.epoch, self._src_lo, self._src_counts, self._probs,
-                            self.rc_prob)
-        filtering = self.max_n_fraction < 1.0
-        vectorised = filtering and self._store is not None  # N counts from the run index
-        current = -1
-        for p in positions:
-            g = rank + p * world  # global sample index: ranks interleave
-            b, t = divmod(g, BLOCK)
-            if b != current:
-                current = b
-                pos, minus = draws.block(b)
-                js, offsets = self._locate(pos)
-                ok = self._passes(js, offsets) if vectorised else None
-            j, offset, m = int(js[t]), int(offsets[t]), bool(minus[t])
-            code = self._codes(j, offset, self.window) if ok is None or ok[t] else None
-            if code is None or (filtering and not vectorised and not self._few_n(code)):
-                self.skipped += 1
-                j, offset, m, code = self._retry(draws, g)
-            yield p, j, offset, m, code
-
-    def _retry(self, draws: RandomDraws, g: int) -> tuple[int, int, bool, np.ndarray]:
-        """Replacement for sample ``g`` from its own generator (independent of sharding)."""
-        for attempt, (pos, minus) in enumerate(draws.retries(g)):
-            if attempt >= MAX_RETRIES:
-                raise RuntimeError(
-                    f"sample {g}: no window with N fraction <= {self.max_n_fraction} in "
-                    f"{MAX_RETRIES + 1} draws; restrict the intervals to N-free regions "
-                    "(intervals.defined_intervals)")
-            js, offsets = self._locate(np.array([pos]))
-            j, offset = int(js[0]), int(offsets[0])
-            if self._store is not None:
-                if self._passes(js, offsets)[0]:
-                    return j, offset, minus, self._codes(j, offset, self.window)
-            else:
-                code = self._codes(j, offset, self.window)
-                if self._few_n(code):
-                    return j, offset, minus, code
-            self.skipped += 1
-        raise AssertionError("unreachable")  # retries() is endless
-
-    def _locate(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Interval index and offset of window starts ``k`` (random mode, vectorised)."""
-        j = np.searchsorted(self._offsets, k, side="right") - 1
-        return j, k - self._offsets[j]
-
-    def _passes(self, j: np.ndarray, offset: np.ndarray) -> np.ndarray:
-        """Whether full windows at ``(j, offset)`` pass ``max_n_fraction`` (preloaded)."""
-        a = self._store.starts[j] + offset
-        return self._store.zero_count(a, a + self.window) <= self.max_n_fraction * self.window
-
-    def _few_n(self, code: np.ndarray) -> bool:
-        return np.count_nonzero(self._tables.zero.take(code)) <= self.max_n_fraction * len(code)
-
-    def _codes(self, j: int, offset: int, n: int) -> np.ndarray:
-        """Packed codes of ``n`` bases at ``offset`` in interval ``j`` (a view when preloaded)."""
-        if self._store is not None:
-            a = int(self._store.starts[j]) + offset
-            return self._store.codes[a:a + n]
-        src, iv = self._intervals[j]
-        start = iv.start + offset
-        return self._tables.pack(*self.sources[src].fetch_encoded(iv.contig, start, start + n))
 
 
 class _Batches(IterableDataset):

@@ -28,8 +28,12 @@ does the counting (and is what a trainer should use)::
     state = loader.state_dict()          # save with the checkpoint (per rank)
     loader.load_state_dict(state)        # on resume: the same remaining batches follow
 
-Without the loader, pass ``consumed = batches_taken * batch_size`` (counted from the start of
-the epoch) to ``dataset.state_dict``. Persistent workers would keep a stale epoch and position.
+Without the loader: build the dataset with ``batch_size`` equal to the DataLoader's (else
+workers interleave single items and the order depends on ``num_workers``), save
+``dataset.state_dict(consumed=batches_taken * batch_size)`` (counted from the start of the
+epoch; the dataset object in the main process cannot see what workers produced), and call
+``load_state_dict`` before creating the DataLoader of the resumed run. Persistent workers would
+keep a stale epoch and position.
 """
 
 from __future__ import annotations

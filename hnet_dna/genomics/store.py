@@ -39,8 +39,9 @@ class Source(Protocol):
 class PackedRegions:
     """Codes of ``intervals`` (``(source index, interval)``) concatenated into one array.
 
-    Interval ``j`` occupies ``codes[starts[j]:starts[j] + len]``. ``zero_runs`` are the maximal
-    half-open runs of zero-weight codes in that array, with their cumulative lengths.
+    Interval ``j`` occupies ``codes[starts[j]:starts[j] + len]``. ``run_starts``/``run_ends``
+    are the maximal half-open runs of zero-weight codes (N) in that array, ``run_cum`` their
+    cumulative lengths.
     """
 
     def __init__(self, sources: Sequence[Source], intervals: Sequence[tuple[int, Interval]],

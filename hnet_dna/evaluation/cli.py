@@ -205,7 +205,8 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
               .sort("consequence"))
         pairs = [(a, "synonymous") for a in CONSEQUENCES[:6] if a != "synonymous"]
         pairs.append(("synonymous", "non_coding"))
-        print(pairwise_class_aurocs(scored, "consequence", "llr", pairs))
+        aucs = pairwise_class_aurocs(scored, "consequence", "llr", pairs)
+        print(aucs.filter((pl.col("n_low") > 0) & (pl.col("n_high") > 0)))
     return 0
 
 

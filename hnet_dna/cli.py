@@ -44,10 +44,33 @@ def _pretrain(args: list[str]) -> int:
     return 0
 
 
+def _evaluation(function_name: str) -> Runner:
+    """Runner for a ``hnet_dna.evaluation.cli.main_*`` function, imported on first use."""
+
+    def run(args: list[str]) -> int:
+        from hnet_dna.evaluation import cli as evaluation_cli
+
+        return getattr(evaluation_cli, function_name)(args)
+
+    return run
+
+
 register_command(
     "pretrain",
     "train an H-Net language model (hydra overrides follow; --help lists the config groups)",
     _pretrain,
+)
+register_command(
+    "embed", "pooled / per-base embeddings and chunk boundaries of sequences",
+    _evaluation("main_embed"),
+)
+register_command(
+    "score-variants", "zero-shot scores for every ALT of a VCF/BCF",
+    _evaluation("main_score_variants"),
+)
+register_command(
+    "probe", "probe frozen embeddings against k-mer and random-init baselines",
+    _evaluation("main_probe"),
 )
 
 

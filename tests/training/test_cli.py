@@ -88,3 +88,10 @@ def test_fasta_preset_requires_a_path():
                                                 "data.bed=/g/splits.bed"]))
     assert (cfg.data.corpus, cfg.data.bed, cfg.data.context_length) == (
         "/g/hg38.fa", "/g/splits.bed", 8192)
+
+
+def test_evaluation_subcommands_are_dispatched(capsys):
+    with pytest.raises(SystemExit) as exit_info:  # argparse exits after printing help
+        main(["embed", "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: hnet-dna embed" in capsys.readouterr().out

@@ -143,6 +143,7 @@ def _score_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-variants", type=int, help="stop after this many ALTs")
     p.add_argument("--label-positive", help="rule for label 1, e.g. 'AF<0.001'")
     p.add_argument("--label-negative", help="rule for label 0, e.g. 'AF>=0.05'")
+    p.add_argument("--label-column", help="INFO key (from --info) holding 0/1 labels")
     return p
 
 
@@ -199,6 +200,12 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
         labelled = label_by_rules(table, args.label_positive, args.label_negative)
         print(f"label 1: {args.label_positive}, label 0: {args.label_negative}")
         print(score_aucs(labelled))
+    if args.label_column:
+        if args.label_column not in table.columns:
+            raise KeyError(f"--label-column {args.label_column!r} is not in the table; "
+                           "copy it with --info")
+        print(score_aucs(table.with_columns(pl.col(args.label_column).cast(pl.Int64)),
+                         label=args.label_column))
     if annotator is not None:
         scored = table.filter(pl.col("status") == "ok")
         print(scored.group_by("consequence").agg(pl.len(), pl.col("llr").mean())

@@ -76,6 +76,10 @@ def test_score_variants_end_to_end(saved_model, fasta_copy, tmp_path, capsys):
         assert sum(1 for _ in vf) == 40
     text = capsys.readouterr().out
     assert "scored: 40" in text and "auroc" in text
+    rc = main_score_variants(["--model", str(saved_model), "--vcf", str(CHR20_VCF), "--fasta",
+                              str(fasta_copy), "--out", str(tmp_path / "b"), "--window", "32",
+                              "--max-variants", "3", "--label-column", "AF", "--no-progress"])
+    assert rc == 2 and "--label-column 'AF' is not in the table" in capsys.readouterr().err
 
 
 def test_score_variants_usage_errors(saved_model, fasta_copy, tmp_path, capsys):

@@ -310,40 +310,34 @@ class WindowDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         # windows are materialised a group at a time (see items.build); ~1 MB of tokens each
         group = max(1, min(64, (1 << 17) // self.window))
-        for positions, win, fields in self._groups(group):
-            tokens, weights, soft = (f.unbind(0) for f in fields)
-            sources, contigs, starts = self._meta(win)
-            for i, (p, minus) in enumerate(zip(positions.tolist(), win.minus.tolist(),
-                                               strict=True)):
+        for positions, sources, contigs, fields in self._groups(group):
+            tokens, weights, soft = (fields[k].unbind(0)
+                                     for k in ("tokens", "loss_weight", "softmasked"))
+            starts, strands = fields["start"].tolist(), fields["strand"].tolist()
+            for i, p in enumerate(positions.tolist()):
                 self._position = p + 1
                 yield {"tokens": tokens[i], "loss_weight": weights[i], "softmasked": soft[i],
-                       "source": sources[i], "contig": contigs[i], "start": int(starts[i]),
-                       "strand": -1 if minus else 1}
+                       "source": sources[i], "contig": contigs[i], "start": starts[i],
+                       "strand": strands[i]}
 
     def iter_batches(self) -> Iterator[dict]:
         """The stream as collated batches of ``batch_size`` (the format ``default_collate``
         gives), built whole instead of item by item; see :meth:`batches`."""
-        for positions, win, (tokens, weights, soft) in self._groups(self.batch_size):
-            sources, contigs, starts = self._meta(win)
+        for positions, sources, contigs, fields in self._groups(self.batch_size):
             self._position = int(positions[-1]) + 1
-            yield {"tokens": tokens, "loss_weight": weights, "softmasked": soft,
-                   "source": sources, "contig": contigs, "start": torch.from_numpy(starts),
-                   "strand": torch.from_numpy(np.where(win.minus, -1, 1))}
+            yield {"tokens": fields["tokens"], "loss_weight": fields["loss_weight"],
+                   "softmasked": fields["softmasked"], "source": sources, "contig": contigs,
+                   "start": fields["start"], "strand": fields["strand"]}
 
     def batches(self) -> IterableDataset:
         """This dataset as an iterable of whole batches, for ``DataLoader(batch_size=None)``:
         the same batches as ``DataLoader(self, batch_size=self.batch_size)``, faster."""
         return _Batches(self)
 
-    def _meta(self, win: Windows) -> tuple[list[str], list[str], np.ndarray]:
-        js = win.j.tolist()
-        names = [s.name for s in self.sources]
-        sources = [names[i] for i in self._index.iv_source[win.j].tolist()]
-        return sources, [self._contigs[j] for j in js], self._index.iv_start[win.j] + win.offset
-
-    def _groups(self, size: int) -> Iterator[tuple[np.ndarray, Windows, tuple[torch.Tensor, ...]]]:
+    def _groups(self, size: int
+                ) -> Iterator[tuple[np.ndarray, list[str], list[str], dict[str, torch.Tensor]]]:
         """This process's share of the rank stream, ``size`` windows at a time: positions,
-        windows and built ``(tokens, loss_weight, softmasked)``. Workers take chunks of
+        source names, contigs and the tensors of ``items.build``. Workers take chunks of
         ``batch_size`` consecutive positions, so with ``size == batch_size`` a group is a chunk."""
         rank, world, worker, workers = shard_info(self._rank, self._world_size)
         stop = self._rank_count(rank, world)
@@ -365,10 +359,18 @@ class WindowDataset(IterableDataset):
                     self.skipped += rejected
                 else:
                     win = self._index.tiles(mine[positions // ns], strand_minus[positions % ns])
-                yield positions, win, build(win.codes, win.minus, self.window, self._tables)
+                yield (positions, *self._names(win),
+                       build(win.codes, win.minus, self._index.iv_start[win.j] + win.offset,
+                             self.window, self._tables))
         if self.mode == "random" and self.skipped:
             log.info("rank %d worker %d: skipped %d window(s) with N fraction > %g", rank,
                      worker, self.skipped, self.max_n_fraction)
+
+    def _names(self, win: Windows) -> tuple[list[str], list[str]]:
+        """Source names and contigs of a group of windows."""
+        names = [s.name for s in self.sources]
+        sources = [names[i] for i in self._index.iv_source[win.j].tolist()]
+        return sources, [self._contigs[j] for j in win.j.tolist()]
 
 
 class _Batches(IterableDataset):

@@ -132,21 +132,111 @@ def ssd_naive(
 
 
 # --------------------------------------------------------------------------- chunked core
-def _segsum(a: Tensor, keep: Tensor | None = None) -> Tensor:
-    """(..., T) -> (..., T, T) with out[i, j] = sum_{k=j+1..i} a_k for j <= i, -inf above
-    the diagonal and wherever the optional bool mask ``keep`` (broadcastable) is False.
+def _decay_matrix_t(a: Tensor) -> Tensor:
+    """(..., T) per-step log decays -> transposed decay matrix (..., T, T) with
+    [j, i] = exp(a_{j+1} + ... + a_i) for i > j, 1 on and below the diagonal (masked later).
 
-    Sums each window directly (masked cumsum) instead of subtracting two running sums, so
-    small decays next to a large chunk total keep full relative precision.
+    Built as a running product of exp(a) along the last axis: no exp over (T, T) (exp of very
+    negative or -inf inputs takes a slow path on CPU) and no cancellation (relative error
+    ~(i - j) eps). The transposed layout puts the running product on the contiguous axis.
     """
     T = a.shape[-1]
-    rows = a[..., :, None].expand(*a.shape, T)  # [k, j] = a_k
-    lower_strict = torch.ones(T, T, dtype=torch.bool, device=a.device).tril(-1)
-    out = torch.cumsum(rows.masked_fill(~lower_strict, 0.0), dim=-2)
-    lower = torch.ones(T, T, dtype=torch.bool, device=a.device).tril()
-    if keep is not None:
-        lower = lower & keep
-    return out.masked_fill(~lower, float("-inf"))
+    strictly_after = torch.ones(T, T, dtype=torch.bool, device=a.device).triu(1)  # [j, i]: i > j
+    return torch.where(strictly_after, a.exp()[..., None, :], 1.0).cumprod_(dim=-1)
+
+
+# Chunks per block in ``_IntraChunk``: (T, T) temporaries of about this many elements stay in
+# the CPU cache while they are built, scaled, multiplied and reduced.
+_BLOCK_ELEMENTS = 1 << 18
+
+
+def _chunk_blocks(a: Tensor) -> list[slice]:
+    """Slices over the chunk axis of a (b, c, h, T) tensor, ~_BLOCK_ELEMENTS (T, T) each."""
+    b, c, h, T = a.shape
+    step = max(1, _BLOCK_ELEMENTS // (b * h * T * T))
+    return [slice(i, min(i + step, c)) for i in range(0, c, step)]
+
+
+class _IntraChunk(torch.autograd.Function):
+    """y[i] = sum_{j <= i} exp(a_{j+1} + .. + a_i) (C_i . B_j) x_j inside each chunk.
+
+    Works on transposed (key j, query i) matrices. ``CBt`` [j, i] = C_i . B_j must already be
+    zero wherever j may not reach i (j > i, or another segment). Hand-written backward that
+    recomputes the decay matrix instead of saving it, and both directions go through blocks of
+    chunks: the (T, T) tensors are the largest of the scan, autograd would keep several per
+    call, and blocked they stay cache-resident, which keeps the cost per token flat in L.
+    Shapes: a (b, c, h, T), CBt (b, c, g, T, T), x (b, c, h, T, p).
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, CBt: Tensor, x: Tensor) -> Tensor:
+        b, c, h, T = a.shape
+        g = CBt.shape[2]
+        y = torch.empty_like(x)
+        for blk in _chunk_blocks(a):
+            Mt = _decay_matrix_t(a[:, blk]).view(b, -1, g, h // g, T, T)
+            Mt.mul_(CBt[:, blk, :, None])
+            torch.matmul(Mt.view(b, -1, h, T, T).transpose(-1, -2), x[:, blk], out=y[:, blk])
+        ctx.save_for_backward(a, CBt, x)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        a, CBt, x = ctx.saved_tensors
+        b, c, h, T = a.shape
+        g = CBt.shape[2]
+        dy = dy.contiguous()
+        dx, dCBt, dacs = torch.empty_like(x), torch.empty_like(CBt), torch.empty_like(a)
+        for blk in _chunk_blocks(a):
+            decay = _decay_matrix_t(a[:, blk]).view(b, -1, g, h // g, T, T)
+            Mt = (decay * CBt[:, blk, :, None]).view(b, -1, h, T, T)
+            torch.matmul(Mt, dy[:, blk], out=dx[:, blk])
+            dMt = torch.matmul(x[:, blk], dy[:, blk].transpose(-1, -2))  # [j, i] = x_j . dy_i
+            torch.sum(dMt.view_as(decay) * decay, dim=3, out=dCBt[:, blk])
+            # With acs the running sum of a, M[i, j] ∝ exp(acs_i - acs_j): dacs = row sums minus
+            # column sums of dM * M, i.e. column minus row sums in the transposed layout.
+            Gt = dMt.mul_(Mt)
+            torch.sub(Gt.sum(-2), Gt.sum(-1), out=dacs[:, blk])
+        da = dacs.flip(-1).cumsum(-1).flip(-1)  # acs_i = sum_{k <= i} a_k
+        return da, dCBt, dx
+
+
+class _StatePassing(torch.autograd.Function):
+    """Sequential scan over chunks: H_k = alpha_k H_{k-1} + S_k, H_{-1} = init.
+
+    Returns the state entering each chunk, E_k = H_{k-1} (b, c, ...), and the final H_{c-1}.
+    One small in-place update per chunk (forward and backward) keeps the cost linear in the
+    number of chunks. Shapes: S (b, c, g, n, r, p), alpha (b, c, g, r), init (b, g, n, r, p).
+    """
+
+    @staticmethod
+    def forward(ctx, S: Tensor, alpha: Tensor, init: Tensor) -> tuple[Tensor, Tensor]:
+        c = S.shape[1]
+        H = S.new_empty(S.shape[0], c + 1, *S.shape[2:])  # H[:, k] = state entering chunk k
+        H[:, 0] = init
+        a = alpha[:, :, :, None, :, None]  # broadcast over n and p
+        for k in range(c):
+            torch.addcmul(S[:, k], H[:, k], a[:, k], out=H[:, k + 1])
+        ctx.save_for_backward(alpha, H)
+        return H[:, :c], H[:, c]
+
+    @staticmethod
+    def backward(ctx, dE: Tensor | None, dfinal: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        alpha, H = ctx.saved_tensors
+        c = alpha.shape[1]
+        a = alpha[:, :, :, None, :, None]
+        dS = torch.zeros_like(H[:, 1:])  # dS_k = dL/dH_k (total)
+        if dfinal is not None:
+            dS[:, c - 1] = dfinal
+        if dE is not None:  # E_k = H_{k-1}: chunk k's entering state adds to dH_{k-1}
+            dS[:, : c - 1] += dE[:, 1:]
+        for k in range(c - 1, 0, -1):
+            dS[:, k - 1].addcmul_(dS[:, k], a[:, k])
+        dinit = dS[:, 0] * a[:, 0]
+        if dE is not None:
+            dinit = dinit + dE[:, 0]
+        dalpha = (dS * H[:, :c]).sum(dim=(3, 5))
+        return dS, dalpha, dinit
 
 
 def chunked_linear_scan(
@@ -161,8 +251,8 @@ def chunked_linear_scan(
     """Chunked scan of h_t = exp(a_t) h_{t-1} + x_t B_t^T, y_t = h_t C_t.
 
     x (b, l, h, p) is the already-weighted input (``dt * x`` for SSD), log_decay (b, l, h) = a_t
-    (<= 0), B/C (b, l, g, n), seg (b, l) monotone segment ids (see ``segment_ids``),
-    initial_state (b, h, p, n). All tensors must share one float dtype.
+    (<= 0; -inf = exact reset), B/C (b, l, g, n), seg (b, l) monotone segment ids (see
+    ``segment_ids``), initial_state (b, h, p, n). All tensors must share one float dtype.
     Returns y (b, l, h, p) and the final state (b, h, p, n).
     """
     b, seqlen, h, p = x.shape
@@ -173,63 +263,71 @@ def chunked_linear_scan(
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     r = h // g
     T = chunk_size
+    reset = torch.isneginf(log_decay)
+    if bool(reset.any()):
+        # A zero decay drops the state before adding the input: the same as a new segment
+        # starting there. Turning it into one keeps every exponent finite (no -inf - -inf).
+        new = reset.any(dim=-1).long().cumsum(dim=1)
+        seg = new if seg is None else seg + new
+        log_decay = log_decay.masked_fill(reset, 0.0)
+    packed = seg is not None  # without segments all reset masks are skipped
     pad = (-seqlen) % T
-    packed = seg is not None  # without segments the intra-chunk reset mask is skipped
-    if seg is None:
-        seg = torch.zeros(b, seqlen, dtype=torch.long, device=x.device)
     if pad:
         # Padded steps carry no input and no decay, so they leave the state untouched.
         x = F.pad(x, (0, 0, 0, 0, 0, pad))
         log_decay = F.pad(log_decay, (0, 0, 0, pad))
         B = F.pad(B, (0, 0, 0, 0, 0, pad))
         C = F.pad(C, (0, 0, 0, 0, 0, pad))
-        seg = torch.cat([seg, seg[:, -1:].expand(b, pad)], dim=1)
+        if packed:
+            seg = torch.cat([seg, seg[:, -1:].expand(b, pad)], dim=1)
     c = (seqlen + pad) // T
 
-    xc = x.reshape(b, c, T, g, r, p)
-    Bc = B.reshape(b, c, T, g, n)
-    Cc = C.reshape(b, c, T, g, n)
-    a = log_decay.reshape(b, c, T, g, r).permute(0, 1, 3, 4, 2)  # (b, c, g, r, T)
-    sg = seg.reshape(b, c, T)
+    xc = x.reshape(b, c, T, h, p)
+    Bc = B.reshape(b, c, T, g, n).transpose(2, 3)  # (b, c, g, T, n)
+    Cc = C.reshape(b, c, T, g, n).transpose(2, 3)
+    a = log_decay.reshape(b, c, T, h).transpose(2, 3)  # (b, c, h, T)
+    acs = a.cumsum(dim=-1)  # within-chunk running log decay
+    if packed:
+        sg = seg.reshape(b, c, T)
+        last_seg = sg[:, :, -1]  # (b, c)
+        enter_seg = F.pad(last_seg[:, :-1], (1, 0))  # initial state belongs to segment 0
 
-    # 1. Intra-chunk outputs: y_i = sum_{j<=i, same segment} (C_i.B_j) exp(a_{j+1..i}) x_j.
-    same = (sg[:, :, :, None] == sg[:, :, None, :])[:, :, None, None] if packed else None
-    decay = torch.exp(_segsum(a, same))  # (b, c, g, r, T, T)
-    CB = torch.einsum("bclgn,bcsgn->bcgls", Cc, Bc)  # (b, c, g, T, T)
-    y = torch.einsum("bcgrls,bcsgrp->bclgrp", CB[:, :, :, None] * decay, xc)
+    # 1. Intra-chunk outputs, one (T, T) matmul per (b, c, h); CBt[j, i] = C_i . B_j.
+    allowed = torch.ones(T, T, dtype=torch.bool, device=x.device).triu()  # key j <= query i
+    if packed:
+        allowed = allowed & (sg[:, :, :, None] == sg[:, :, None, :])[:, :, None]
+    CBt = torch.matmul(Bc, Cc.transpose(-1, -2)).masked_fill(~allowed, 0.0)  # (b, c, g, T, T)
+    y = _IntraChunk.apply(a.contiguous(), CBt, xc.transpose(2, 3).contiguous())  # (b,c,h,T,p)
 
     # 2. State at the end of each chunk from its own inputs (last segment of the chunk only).
-    acs = torch.cumsum(a, dim=-1)  # (b, c, g, r, T), within-chunk running log decay
-    # tail_j = sum_{k>j} a_k as an exclusive reverse running sum (no cancellation).
-    rev = torch.flip(torch.cumsum(torch.flip(a, (-1,)), dim=-1), (-1,))
-    tail = F.pad(rev[..., 1:], (0, 1))
-    last_seg = sg[:, :, -1]  # (b, c)
-    in_last = (sg == last_seg[:, :, None])[:, :, None, None]  # (b, c, 1, 1, T)
-    w_state = torch.exp(tail) * in_last
-    xw = xc * w_state.permute(0, 1, 4, 2, 3)[..., None]  # (b, c, T, g, r, p)
-    local = torch.einsum("bcsgn,bcsgrp->bcgrpn", Bc, xw)  # one bmm per (b, c, g)
+    # Decay from j to the chunk end, sum_{k>j} a_k, as a reverse running sum (no cancellation).
+    tail = F.pad(a[..., 1:].flip(-1).cumsum(-1).flip(-1), (0, 1))
+    w_state = torch.exp(tail)  # (b, c, h, T)
+    if packed:
+        w_state = w_state * (sg == last_seg[:, :, None])[:, :, None]
+    xw = (xc * w_state.transpose(2, 3)[..., None]).view(b, c, T, g, r * p).transpose(2, 3)
+    S = torch.matmul(Bc.transpose(-1, -2), xw)  # (b, c, g, n, r * p)
 
-    # 3. Pass states across chunks: a segsum over chunk totals, masked across segments.
+    # 3. Pass states across chunks (sequential over chunks, linear cost).
+    alpha = torch.exp(acs[..., -1]).view(b, c, g, r)
+    if packed:
+        alpha = alpha * (last_seg == enter_seg)[:, :, None, None]
     if initial_state is None:
-        init = x.new_zeros(b, 1, g, r, p, n)
+        init = x.new_zeros(b, g, n, r, p)
     else:
-        init = initial_state.reshape(b, 1, g, r, p, n).to(x.dtype)
-    states = torch.cat([init, local], dim=1)  # (b, c+1, g, r, p, n)
-    totals = F.pad(acs[..., -1], (0, 0, 0, 0, 1, 0))  # (b, c+1, g, r), entry 0 unused
-    state_seg = F.pad(last_seg, (1, 0))  # (b, c+1): initial state belongs to segment 0
-    same_c = (state_seg[:, :, None] == state_seg[:, None, :])[:, None, None]  # (b,1,1,c+1,c+1)
-    chunk_decay = torch.exp(_segsum(totals.permute(0, 2, 3, 1), same_c))  # (b, g, r, c+1, c+1)
-    passed = torch.einsum("bgrij,bjgrpn->bigrpn", chunk_decay, states)
-    entering, final = passed[:, :-1], passed[:, -1]  # state before chunk k; after the last
+        init = initial_state.reshape(b, g, r, p, n).permute(0, 1, 4, 2, 3).to(x.dtype)
+    entering, final = _StatePassing.apply(S.view(b, c, g, n, r, p), alpha, init)
 
     # 4. Contribution of the entering state to each position of the chunk.
-    enter_seg = state_seg[:, :-1]  # (b, c)
-    w_in = torch.exp(acs) * (sg == enter_seg[:, :, None])[:, :, None, None]  # (b, c, g, r, T)
-    y_in = torch.einsum("bclgn,bcgrpn->bclgrp", Cc, entering)  # one bmm per (b, c, g)
-    y = y + y_in * w_in.permute(0, 1, 4, 2, 3)[..., None]
+    w_in = torch.exp(acs)  # (b, c, h, T)
+    if packed:
+        w_in = w_in * (sg == enter_seg[:, :, None])[:, :, None]
+    y_in = torch.matmul(Cc, entering.reshape(b, c, g, n, r * p))  # (b, c, g, T, r * p)
+    y_in = y_in.view(b, c, g, T, r, p).transpose(2, 3).reshape(b, c, T, h, p)  # free if g = 1
+    y = torch.addcmul(y.transpose(2, 3), y_in, w_in.transpose(2, 3)[..., None])
 
     y = y.reshape(b, c * T, h, p)[:, :seqlen]
-    return y, final.reshape(b, h, p, n)
+    return y, final.permute(0, 1, 3, 4, 2).reshape(b, h, p, n)
 
 
 def ssd_chunked(

@@ -26,8 +26,16 @@ from torch import Tensor
 # Set to True (or export HNET_DNA_DISABLE_KERNELS=1) to force the pure-torch paths.
 DISABLE_KERNELS: bool = os.environ.get("HNET_DNA_DISABLE_KERNELS", "0") not in ("", "0")
 
+# Longest chunk the torch fallback of ``ssd_scan`` uses. The result does not depend on the chunk
+# size (only rounding does); the cost does: (T, T) work per token grows with T, state work per
+# token shrinks with it, and T = 64 was fastest on CPU (fwd + bwd) for headdim 32-64 and state
+# 32-128, 10-30% faster than 128 and up to 1.4x faster than 256. The configured chunk size is
+# kept for the mamba_ssm kernel.
+TORCH_CHUNK_SIZE = 64
+
 __all__ = [
     "DISABLE_KERNELS",
+    "TORCH_CHUNK_SIZE",
     "chunked_linear_scan",
     "compute_dtype",
     "kernels_available",
@@ -141,8 +149,9 @@ def _decay_matrix_t(a: Tensor) -> Tensor:
     ~(i - j) eps). The transposed layout puts the running product on the contiguous axis.
     """
     T = a.shape[-1]
-    strictly_after = torch.ones(T, T, dtype=torch.bool, device=a.device).triu(1)  # [j, i]: i > j
-    return torch.where(strictly_after, a.exp()[..., None, :], 1.0).cumprod_(dim=-1)
+    after = torch.ones(T, T, dtype=a.dtype, device=a.device).triu(1)  # [j, i] = 1 where i > j
+    # 1 + (e^a - 1) * mask: two plain passes, about twice as fast as torch.where on CPU.
+    return (torch.expm1(a)[..., None, :] * after).add_(1.0).cumprod_(dim=-1)
 
 
 # Chunks per block in ``_IntraChunk``: (T, T) temporaries of about this many elements stay in
@@ -371,7 +380,8 @@ def ssd_scan(
     initial_state: Tensor | None = None,
     return_final_state: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """SSD scan: mamba_ssm Triton kernel on CUDA when available, ``ssd_chunked`` otherwise."""
+    """SSD scan: mamba_ssm Triton kernel on CUDA when available, ``ssd_chunked`` otherwise
+    (with chunks of at most ``TORCH_CHUNK_SIZE``)."""
     if kernels_available(x):
         kernel = load_chunk_scan_kernel()
         out = kernel(
@@ -387,4 +397,5 @@ def ssd_scan(
             return_final_states=return_final_state,
         )
         return out
-    return ssd_chunked(x, dt, A, B, C, chunk_size, D, seq_idx, initial_state, return_final_state)
+    chunk = min(chunk_size, TORCH_CHUNK_SIZE)
+    return ssd_chunked(x, dt, A, B, C, chunk, D, seq_idx, initial_state, return_final_state)

@@ -1,0 +1,117 @@
+"""One measured case: a model, a batch shape, a training step (or forward), timed in isolation.
+
+Runs inside a fresh process (``timing.isolated``): build the model, calibrate its routing to the
+target compression, count FLOPs at the realised compression, record the peak memory of the
+first (warm-up) step, then time the remaining repeats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from benchmarks import models
+from benchmarks.timing import matmul_flops, measure, peak_memory_of, set_threads
+from hnet_dna.model.config import HNetConfig
+from hnet_dna.model.lm import HNetForCausalLM
+from hnet_dna.training.config import OptimConfig
+from hnet_dna.training.losses import pretraining_loss, shift_right
+from hnet_dna.training.optim import build_optimizer, eq11_lr_multipliers
+
+BOS_ID, PAD_ID = 6, 5
+
+
+@dataclass
+class Options:
+    """Suite-wide settings (``python -m benchmarks.run --help``)."""
+
+    quick: bool = False
+    threads: int = 1
+    repeats: int = 3  # timed repeats after one warm-up
+
+    def spec(self, config: Any, batch: int, length: int, **extra: Any) -> dict[str, Any]:
+        """A ``measure_case`` spec for ``config`` (an ``HNetConfig``)."""
+        return {"config": config.to_dict(), "batch": batch, "length": length,
+                "threads": self.threads, "repeats": self.repeats, **extra}
+
+
+def training_step(model: HNetForCausalLM, tokens: torch.Tensor) -> Any:
+    """A closure doing one optimizer step as the trainer does: forward, weighted CE + ratio
+    loss, backward, grad-norm clipping, AdamW with per-stage groups.
+
+    The learning rate is 0 so the weights (and the calibrated routing) stay put across repeats;
+    AdamW still does all of its arithmetic.
+    """
+    num_stages = model.config.num_stages
+    widths = [model.config.stage_cfg(s)["d_model"] for s in range(num_stages + 1)]
+    ratios = [models.TARGET_RATIO] * num_stages
+    opt = build_optimizer(model.stage_parameters(), OptimConfig(lr=0.0),
+                          eq11_lr_multipliers(ratios, widths))
+    inputs, _ = shift_right(tokens, BOS_ID, PAD_ID)
+    weight = torch.ones(tokens.shape, dtype=torch.float32)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        out = model(inputs)
+        parts = pretraining_loss(out.logits, out.routing, tokens, weight,
+                                 weight_norm=weight.sum(), ratio_alpha=0.03,
+                                 target_ratios=ratios)
+        parts.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    return step
+
+
+def forward_step(model: HNetForCausalLM, tokens: torch.Tensor) -> Any:
+    """No-grad forward returning the backbone output (embedding extraction)."""
+    model.eval()
+
+    @torch.no_grad()
+    def step() -> None:
+        model(tokens, output_hidden_states=True)
+
+    return step
+
+
+def measure_case(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec``: config (dict), batch, length, threads, repeats, mode ('train' | 'forward'),
+    optional seed, calibrate (default True), matmul (also measure matmul FLOP/s here)."""
+    set_threads(spec["threads"])
+    config = HNetConfig.from_dict(spec["config"])
+    batch, length = spec["batch"], spec["length"]
+    model = models.build(config, spec.get("seed", 0))
+    tokens = models.dna_batch(batch, length, seed=spec.get("seed", 0))
+    compression: list[float] = []
+    if config.num_stages and spec.get("calibrate", True):
+        compression = models.calibrate_routing(model, tokens[:1])
+    if config.num_stages:
+        compression = models.realised_compression(model, tokens)
+    flops = models.flops_report(model, length, compression)
+    step = (training_step if spec.get("mode", "train") == "train" else forward_step)(model,
+                                                                                     tokens)
+    peak = peak_memory_of(step)  # the warm-up step
+    timing = measure(step, warmup=0, repeats=spec["repeats"])
+    bases = batch * length
+    out: dict[str, Any] = {
+        "batch": batch, "length": length, "compression": compression, **flops,
+        "timing": timing.to_dict(),
+        "bases_per_s": bases / timing.wall.median,
+        "cpu_bases_per_s": bases / timing.cpu.median,
+        "seconds_per_base": timing.wall.median / bases,
+        "cpu_seconds_per_base": timing.cpu.median / bases,
+        "peak_bytes": peak, "peak_bytes_per_base": peak / bases,
+    }
+    flops_per_step = (flops["train_flops_per_base"] if spec.get("mode", "train") == "train"
+                      else flops["forward_flops_per_base"]) * bases
+    out["achieved_flops"] = flops_per_step / timing.wall.median
+    out["cpu_achieved_flops"] = flops_per_step / timing.cpu.median
+    if spec.get("matmul"):
+        mm = matmul_flops(spec["threads"])
+        out["matmul"] = mm
+        out["utilisation"] = out["achieved_flops"] / mm["wall_flops"]
+        out["cpu_utilisation"] = out["cpu_achieved_flops"] / mm["cpu_flops"]
+    return out

@@ -133,16 +133,21 @@ class Mamba2(nn.Module):
         w = self.conv1d.weight[:, 0]  # (conv_dim, d_conv), tap d_conv-1 = current token
         bias = self.conv1d.bias
         L = xBC.shape[1]
-        if seq_idx is None:
+        if seq_idx is None and xBC.is_cuda:
             xt = F.pad(xBC.transpose(1, 2), (self.d_conv - 1, 0))  # (B, C, L + d_conv - 1)
             out = F.conv1d(xt, self.conv1d.weight, bias, groups=self.conv_dim)
-            return out.transpose(1, 2)
-        # Packed rows: sum of shifted inputs, each tap masked where the shifted token belongs
-        # to another sequence (K small, so K elementwise passes are cheap).
+            # Back to (B, L, C) in memory: the SiLU and its backward on the transposed view
+            # run on strided data, ~1.5x slower than this copy plus contiguous passes.
+            return out.transpose(1, 2).contiguous()
+        # CPU and packed rows: a sum of shifted inputs (K small, so K elementwise passes are
+        # cheap). On CPU this is also ~20x faster to train than F.conv1d, whose depthwise
+        # backward dominated a whole training step; packed rows mask each tap where the
+        # shifted token belongs to another sequence.
         out = xBC * w[:, -1] + bias
         for s in range(1, min(self.d_conv, L)):
-            same = (seq_idx[:, s:] == seq_idx[:, :-s]).unsqueeze(-1)  # (B, L - s, 1)
-            tap = xBC[:, :-s] * w[:, self.d_conv - 1 - s] * same
+            tap = xBC[:, :-s] * w[:, self.d_conv - 1 - s]
+            if seq_idx is not None:
+                tap = tap * (seq_idx[:, s:] == seq_idx[:, :-s]).unsqueeze(-1)  # (B, L - s, C)
             out = out + F.pad(tap, (0, 0, s, 0))
         return out
 

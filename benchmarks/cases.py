@@ -7,6 +7,7 @@ first (warm-up) step, then time the remaining repeats.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +95,15 @@ def measure_case(spec: dict[str, Any]) -> dict[str, Any]:
     step = (training_step if spec.get("mode", "train") == "train" else forward_step)(model,
                                                                                      tokens)
     peak = peak_memory_of(step)  # the warm-up step
-    timing = measure(step, warmup=0, repeats=spec["repeats"])
+    matmuls: list[dict[str, float]] = []
+
+    def matmul_peak() -> None:
+        # Timed before every repeat: the speed of a shared machine drifts, and utilisation should
+        # compare the model with the matmul under the same conditions.
+        matmuls.append(matmul_flops(spec["threads"], repeats=3))
+
+    timing = measure(step, warmup=0, repeats=spec["repeats"],
+                     before_each=matmul_peak if spec.get("matmul") else None)
     bases = batch * length
     out: dict[str, Any] = {
         "batch": batch, "length": length, "compression": compression, **flops,
@@ -109,9 +118,9 @@ def measure_case(spec: dict[str, Any]) -> dict[str, Any]:
                       else flops["forward_flops_per_base"]) * bases
     out["achieved_flops"] = flops_per_step / timing.wall.median
     out["cpu_achieved_flops"] = flops_per_step / timing.cpu.median
-    if spec.get("matmul"):
-        mm = matmul_flops(spec["threads"])
-        out["matmul"] = mm
+    if matmuls:
+        mm = {k: statistics.median(m[k] for m in matmuls) for k in ("wall_flops", "cpu_flops")}
+        out["matmul"] = {**mm, "runs": matmuls}
         out["utilisation"] = out["achieved_flops"] / mm["wall_flops"]
         out["cpu_utilisation"] = out["cpu_achieved_flops"] / mm["cpu_flops"]
     return out

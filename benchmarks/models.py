@@ -29,6 +29,7 @@ TARGET_RATIO = 3.0  # compression N per stage that the ratio loss drives trainin
 LOCAL_WINDOW = 1023  # base-resolution attention window (1024 keys incl. self), as in the paper
 SSM = {"d_state": 32, "headdim": 32, "chunk_size": 128}  # the repo's CPU presets
 HEAD_DIM = 32
+MATCH_TOLERANCE = 0.03  # FLOP gaps up to this count as matched
 YEAST = (Path(hnet_dna.__file__).parent / "genomics" / "data"
          / "ScerR64_I_GCF_000146045.2_R64_genomic.fna.gz")
 
@@ -101,22 +102,24 @@ def _per_layer(kind: str, d_model: int, d_int: int, context: int) -> tuple[float
 def match_isotropic(kind: str, target: float, context: int, widths: list[int]) -> dict[str, Any]:
     """The isotropic ``kind`` whose training FLOPs per base at ``context`` are closest to
     ``target``: search over width (multiples of 32 from 64 up to the H-Net's widest stage),
-    depth and, for Transformers, the SwiGLU width (2x, 3x, 4x d_model). Ties go to the wider
-    model. At long contexts a global Transformer's attention can make even one layer cost more
-    than the H-Net; the reported ``gap`` says how close the match is."""
-    best: dict[str, Any] | None = None
+    depth and, for Transformers, the SwiGLU width (2x, 3x, 4x d_model). At long contexts a
+    global Transformer's attention can make even one layer cost more than the H-Net; the
+    reported ``gap`` says how close the match is."""
+    candidates = []
     for d in range(max(widths), 63, -HEAD_DIM):
         mlps = [0] if kind == "mamba2" else [m * d for m in (2, 3, 4)]
         for d_int in mlps:
             fixed, per = _per_layer(kind, d, d_int, context)
             layers = min(48, max(1, round((target - fixed) / per)))
             flops = fixed + per * layers
-            gap = relative_gap(flops, target)
-            if best is None or gap < best["gap"] - 1e-9:
-                best = {"kind": kind, "d_model": d, "layers": layers, "d_intermediate": d_int,
-                        "train_flops_per_base": flops, "gap": gap}
-    assert best is not None
-    return best
+            candidates.append({"kind": kind, "d_model": d, "layers": layers,
+                               "d_intermediate": d_int, "train_flops_per_base": flops,
+                               "gap": relative_gap(flops, target)})
+    # Within MATCH_TOLERANCE of the best gap, the widest (then shallowest) wins: a narrow deep
+    # stack can match FLOPs just as well but is not the baseline anyone would train.
+    best_gap = min(c["gap"] for c in candidates)
+    close = [c for c in candidates if c["gap"] <= max(best_gap, MATCH_TOLERANCE)]
+    return max(close, key=lambda c: (c["d_model"], -c["layers"], -c["gap"]))
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -62,12 +62,16 @@ class Timing:
         return asdict(self)
 
 
-def measure(fn: Callable[[], Any], warmup: int = 1, repeats: int = 3) -> Timing:
-    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed."""
+def measure(fn: Callable[[], Any], warmup: int = 1, repeats: int = 3,
+            before_each: Callable[[], Any] | None = None) -> Timing:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed (``before_each``, if
+    given, runs untimed before every timed repeat)."""
     for _ in range(warmup):
         fn()
     walls, cpus = [], []
     for _ in range(repeats):
+        if before_each is not None:
+            before_each()
         gc.collect()
         w0, c0 = time.perf_counter(), time.process_time()
         fn()

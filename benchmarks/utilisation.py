@@ -1,9 +1,10 @@
 """Hardware utilisation: achieved model FLOP/s over the FLOP/s of a plain fp32 matmul.
 
 Model FLOP/s = counted training FLOPs per base (at the realised compression) x bases/s of a
-full optimizer step at 4 kb; the matmul (1024^3) is timed in the same process right after, with
-the same thread count: the practical peak of that process on this machine. Both clocks are
-reported; on a shared machine the CPU-time ratio is the meaningful one.
+full optimizer step at 4 kb; the matmul (1024^3) is timed in the same process before every
+timed step, with the same thread count (median): the practical peak of that process on this
+machine. Both clocks are reported; on a shared machine the CPU-time ratio is the meaningful
+one.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import torch
 from hnet_dna.model import attention as attention_mod
 from hnet_dna.model.attention import CausalMHA
 from hnet_dna.model.ops import ssd as ssd_mod
+from hnet_dna.model.ops.conv import causal_depthwise_conv
 from hnet_dna.model.ops.ema import ema_naive, ema_scan
 from hnet_dna.model.ops.ssd import ssd_chunked, ssd_naive
 
@@ -101,3 +102,26 @@ def test_ema_exact_resets_over_many_chunks():
     p[0, [4, 40, 41]] = 1.0  # exact resets become segment starts inside the scan
     torch.testing.assert_close(ema_scan(x, p, chunk_size=4), ema_naive(x, p), atol=1e-12,
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 9])
+@pytest.mark.parametrize("packed", [False, True])
+def test_causal_depthwise_conv_matches_loop_and_gradcheck(length, packed):
+    gen = torch.Generator().manual_seed(length)
+    x = torch.randn(2, length, 5, generator=gen, dtype=F64, requires_grad=True)
+    w = torch.randn(5, 4, generator=gen, dtype=F64, requires_grad=True)
+    bias = torch.randn(5, generator=gen, dtype=F64, requires_grad=True)
+    seq_idx = None
+    if packed:
+        seq_idx = torch.zeros(2, length, dtype=torch.int32)
+        seq_idx[0, length // 2 :] = 1
+        seq_idx[1, length - 1 :] = 3
+    want = torch.zeros_like(x) + bias
+    for t in range(length):
+        for s in range(min(4, t + 1)):  # tap 3 - s sees token t - s if in the same sequence
+            same = 1.0 if seq_idx is None else (seq_idx[:, t] == seq_idx[:, t - s]).to(F64)
+            want[:, t] = want[:, t] + w[:, 3 - s] * x[:, t - s] * (
+                same if seq_idx is None else same[:, None])
+    torch.testing.assert_close(causal_depthwise_conv(x, w, bias, seq_idx), want)
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: causal_depthwise_conv(a, b, c, seq_idx), (x, w, bias))

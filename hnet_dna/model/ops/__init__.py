@@ -1,5 +1,6 @@
 """Numeric kernels: pure-torch references and chunked scans, with optional mamba_ssm dispatch."""
 
+from hnet_dna.model.ops.conv import causal_depthwise_conv
 from hnet_dna.model.ops.ema import ema_chunked, ema_naive, ema_scan
 from hnet_dna.model.ops.ssd import (
     chunked_linear_scan,
@@ -12,6 +13,7 @@ from hnet_dna.model.ops.ssd import (
 )
 
 __all__ = [
+    "causal_depthwise_conv",
     "chunked_linear_scan",
     "ema_chunked",
     "ema_naive",

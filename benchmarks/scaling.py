@@ -60,22 +60,26 @@ def run(opts: Options) -> dict[str, Any]:
                 r["cpu_time_vs_first"] = r["cpu_seconds_per_base"] / base["cpu_seconds_per_base"]
                 r["memory_vs_first"] = r["peak_bytes_per_base"] / max(base["peak_bytes_per_base"],
                                                                        1.0)
+                # How much of the growth is the algorithm: counted FLOPs per base vs 1 kb.
+                r["flops_vs_first"] = r["train_flops_per_base"] / base["train_flops_per_base"]
     return out
 
 
 def summarize(result: dict[str, Any]) -> list[str]:
     lines = ["| model | L | batch | CPU us/base | wall us/base | vs 1 kb (CPU, wall) "
-             "| peak KiB/base | memory vs 1 kb |", "|---|---|---|---|---|---|---|---|"]
+             "| FLOPs/base vs 1 kb | peak KiB/base | memory vs 1 kb |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, entry in result["models"].items():
         for length, r in entry["lengths"].items():
             if "error" in r:
-                lines.append(f"| {name} | {length} | error: {r['error']} ||||||")
+                lines.append(f"| {name} | {length} | error: {r['error']} |||||||")
                 continue
             lines.append(
                 f"| {name} | {length} | {r['batch']} | {1e6 * r['cpu_seconds_per_base']:.1f}"
                 f" | {1e6 * r['seconds_per_base']:.1f}"
                 f" | {r.get('cpu_time_vs_first', float('nan')):.2f},"
                 f" {r.get('time_vs_first', float('nan')):.2f}"
+                f" | {r.get('flops_vs_first', float('nan')):.2f}"
                 f" | {r['peak_bytes_per_base'] / 1024:.1f}"
                 f" | {r.get('memory_vs_first', float('nan')):.2f} |")
     return lines

@@ -1,8 +1,8 @@
 """pyproject.toml and environment.yml must pin the same dependency set."""
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 

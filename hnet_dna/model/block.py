@@ -110,7 +110,8 @@ def create_block(
         d_intermediate = stage_cfg["d_intermediate"]
         if not d_intermediate:
             raise ValueError(
-                f"layer {letter!r} needs an MLP but d_intermediate is {d_intermediate} at this stage"
+                f"layer {letter!r} needs an MLP but d_intermediate is {d_intermediate} "
+                "at this stage"
             )
         mlp = SwiGLU(d_model, d_intermediate, **factory)
     return Block(d_model, mixer, mlp, **factory)

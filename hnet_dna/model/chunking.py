@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hnet_dna.model.utils import accumulation_dtype
 from hnet_dna.model.ops.ema import ema_scan
+from hnet_dna.model.utils import accumulation_dtype
 
 # The EMA is evaluated with P clamped away from 0 and 1 (as in the official code), so that the
 # log-space decay log(1 - P) stays finite.
@@ -215,7 +215,10 @@ class DeChunkLayer(nn.Module):
         # Padding chunks (beyond each row's count) come after the valid ones; the EMA is causal,
         # so they cannot affect valid values.
         smoothed = ema_scan(
-            inner.to(accumulation_dtype(inner.dtype)), p_chunks.to(accumulation_dtype(inner.dtype)), seq_idx=chunked.seq_idx, chunk_size=self.chunk_size
+            inner.to(accumulation_dtype(inner.dtype)),
+            p_chunks.to(accumulation_dtype(inner.dtype)),
+            seq_idx=chunked.seq_idx,
+            chunk_size=self.chunk_size,
         )  # (B, M, D) float32 (float64 for float64 models)
         if state is not None:
             num = chunked.mask.sum(1)

@@ -104,7 +104,7 @@ class HNetConfig:
             if stage < depth and d % 32 != 0:
                 raise ValueError(f"d_model[{stage}]={d} must be a multiple of 32 (EMA heads)")
         widths = [self.stage_cfg(s)["d_model"] for s in range(depth + 1)]
-        if any(b < a for a, b in zip(widths, widths[1:])):
+        if any(b < a for a, b in zip(widths[:-1], widths[1:], strict=True)):
             raise ValueError(f"d_model must not shrink going inward, got {widths}")
 
     # ----------------------------------------------------------------- io
@@ -174,7 +174,9 @@ def parse_layout_string(spec: str) -> list[tuple[str, int]]:
     """``"m3T1"`` -> ``[("m", 3), ("T", 1)]``; errors on anything unparseable."""
     pieces = LAYER_PATTERN.findall(spec)
     if "".join(f"{k}{n}" for k, n in pieces) != spec:
-        raise ValueError(f"bad layout string {spec!r}: expected letters m/M/t/T each followed by a count")
+        raise ValueError(
+            f"bad layout string {spec!r}: expected letters m/M/t/T each followed by a count"
+        )
     return [(k, int(n)) for k, n in pieces]
 
 

@@ -134,7 +134,8 @@ class HNet(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> HNetCache:
         if self.is_innermost:
-            return HNetCache(main=self.main_network.allocate_cache(batch_size, max_seqlen, device, dtype))
+            main = self.main_network.allocate_cache(batch_size, max_seqlen, device, dtype)
+            return HNetCache(main=main)
         return HNetCache(
             main=self.main_network.allocate_cache(batch_size, max_seqlen, device, dtype),
             encoder=self.encoder.allocate_cache(batch_size, max_seqlen, device, dtype),

@@ -53,7 +53,7 @@ class Isotropic(nn.Module):
 
     def step(self, x: Tensor, cache: list[Any], active: Tensor | None = None) -> Tensor:
         residual = x.to(accumulation_dtype(x.dtype))
-        for layer, layer_cache in zip(self.layers, cache):
+        for layer, layer_cache in zip(self.layers, cache, strict=True):
             residual = layer.step(residual, layer_cache, active=active)
         return self.rmsnorm(residual.to(self.rmsnorm.weight.dtype)).to(x.dtype)
 

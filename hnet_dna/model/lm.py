@@ -80,7 +80,9 @@ class HNetForCausalLM(nn.Module):
         output_hidden_states: bool = False,
     ) -> CausalLMOutput:
         if mask is not None and mask.shape != input_ids.shape:
-            raise ValueError(f"mask shape {tuple(mask.shape)} != input shape {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"mask shape {tuple(mask.shape)} != input shape {tuple(input_ids.shape)}"
+            )
         hidden = self.embeddings(input_ids)
         hidden, routing = self.backbone(hidden, mask=mask, seq_idx=seq_idx, cache=cache)
         logits = self.lm_head(hidden)
@@ -123,7 +125,8 @@ class HNetForCausalLM(nn.Module):
         are then teacher-forced token by token while the others sample. ``temperature=0`` is
         greedy. Returns each row's prompt plus its continuation (stopping after ``eos``).
         """
-        rows = [list(map(int, p)) for p in (prompts.tolist() if isinstance(prompts, Tensor) else prompts)]
+        listed = prompts.tolist() if isinstance(prompts, Tensor) else prompts
+        rows = [list(map(int, p)) for p in listed]
         if not rows or min(len(r) for r in rows) == 0:
             raise ValueError("generate() needs at least one non-empty prompt")
         device = self.embeddings.weight.device

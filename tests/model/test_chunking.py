@@ -15,7 +15,6 @@ from hnet_dna.model.chunking import (
 )
 
 
-
 @pytest.fixture(autouse=True)
 def _float64():
     previous = torch.get_default_dtype()
@@ -149,7 +148,8 @@ def test_ratio_loss_values():
     expected = 1.5 * (2 * f * g + (1 - f) * (1 - g))
     torch.testing.assert_close(ratio_loss(out, n), torch.tensor(expected))
     # Padding is excluded from F and G.
-    padded = _routing(torch.cat([p, torch.ones(1, 3)], 1), mask=torch.tensor([[1] * 6 + [0] * 3]).bool())
+    pad_mask = torch.tensor([[1] * 6 + [0] * 3]).bool()
+    padded = _routing(torch.cat([p, torch.ones(1, 3)], 1), mask=pad_mask)
     torch.testing.assert_close(ratio_loss(padded, n), torch.tensor(expected))
     with pytest.raises(ValueError, match="target_ratio must be > 1"):
         ratio_loss(out, 1.0)

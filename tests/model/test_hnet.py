@@ -144,7 +144,7 @@ def test_generate_with_ragged_prompts_matches_greedy_recompute():
     model = _model("2stage")
     prompts = [_ids(1, n, seed=30 + n)[0].tolist() for n in (5, 9, 7)]
     generated = model.generate(prompts, max_new_tokens=6, temperature=0.0)
-    for prompt, out in zip(prompts, generated):
+    for prompt, out in zip(prompts, generated, strict=True):
         seq = list(prompt)
         for _ in range(6):
             seq.append(int(model(torch.tensor([seq])).logits[0, -1].argmax()))
@@ -190,7 +190,8 @@ def test_two_stage_parameter_names_and_count():
 
     def mamba(d):  # expand 2, headdim 16, d_state 8, ngroups 1, d_conv 4
         d_inner, heads, conv_dim = 2 * d, 2 * d // 16, 2 * d + 2 * 8
-        return d * (2 * d_inner + 2 * 8 + heads) + conv_dim * 4 + conv_dim + 3 * heads + d_inner + d_inner * d
+        in_proj = d * (2 * d_inner + 2 * 8 + heads)
+        return in_proj + conv_dim * 4 + conv_dim + 3 * heads + d_inner + d_inner * d
 
     def attn(d):
         return 4 * d * d

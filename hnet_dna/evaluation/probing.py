@@ -31,7 +31,9 @@ from tqdm.auto import tqdm
 
 from hnet_dna.genomics.alphabet import BOS, PAD, encode
 from hnet_dna.model.lm import HNetForCausalLM
+from hnet_dna.training.config import ScheduleConfig
 from hnet_dna.training.optim import build_param_groups
+from hnet_dna.training.schedule import build_scheduler
 
 from .embeddings import Embedder
 from .metrics import classification_metrics
@@ -143,10 +145,12 @@ def _predict(clf: SequenceClassifier, seqs: Sequence[str], batch_size: int) -> n
 def finetune(lm: HNetForCausalLM, task: Task, epochs: int = 3, lr: float = 3e-4,
              batch_size: int = 16, weight_decay: float = 0.01, seed: int = 0,
              max_train: int | None = None, progress: bool = True) -> dict[str, float]:
-    """Fine-tune a copy of ``lm`` with a classification head (plain AdamW loop).
+    """Fine-tune a copy of ``lm`` with a classification head.
 
-    Backbone parameter groups come from ``hnet_dna.training.optim.build_param_groups`` (every
-    stage at the same LR; no weight decay on norms/biases/embeddings). The epoch with the best
+    Uses the pretraining recipe's pieces: parameter groups from
+    ``hnet_dna.training.optim.build_param_groups`` (every stage at the same LR; no weight decay on
+    norms/biases/embeddings), AdamW, the warmup-stable-decay schedule of
+    ``hnet_dna.training.schedule`` and gradient clipping at 1. The epoch with the best
     dev MCC (train MCC when the task has no dev split) is evaluated on test.
     """
     torch.manual_seed(seed)
@@ -160,6 +164,8 @@ def finetune(lm: HNetForCausalLM, task: Task, epochs: int = 3, lr: float = 3e-4,
     opt = torch.optim.AdamW(groups, lr=lr)
     train = task.splits["train"]
     order = np.arange(len(train)) if max_train is None else np.arange(min(max_train, len(train)))
+    steps_per_epoch = -(-len(order) // batch_size)
+    scheduler = build_scheduler(opt, ScheduleConfig(name="wsd"), epochs * steps_per_epoch)
     select = task.splits.get("dev", train)
     device = model.head.weight.device
     best, best_state = -np.inf, None
@@ -177,6 +183,7 @@ def finetune(lm: HNetForCausalLM, task: Task, epochs: int = 3, lr: float = 3e-4,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            scheduler.step()
             bar.set_postfix(loss=float(loss.detach()))
         proba = _predict(model, select.sequences, batch_size * 2)
         score = classification_metrics(select.labels, proba.argmax(1), proba)["mcc"]

@@ -7,8 +7,10 @@ import os
 from collections.abc import Iterator
 from urllib.parse import unquote
 
+from hnet_dna.errors import InputError
 
-class GFFFormatError(ValueError):
+
+class GFFFormatError(InputError):
     """Malformed GFF line; the message names the file and 1-based line."""
 
 

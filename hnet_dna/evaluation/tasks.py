@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import InvalidBaseError, encode
 
 SPLIT_ALIASES = {"train": ("train",), "dev": ("dev", "valid", "val"), "test": ("test",)}
 
 
-class TaskFormatError(ValueError):
+class TaskFormatError(InputError):
     """Bad task input; the message names the file (and 1-based line where there is one)."""
 
 

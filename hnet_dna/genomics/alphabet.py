@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hnet_dna.errors import InputError
+
 A, C, G, T, N, PAD, BOS, EOS, MASK = range(9)
 VOCAB_SIZE = 16  # 9 used ids, rounded up so embedding tables stay aligned
 BASES = "ACGTN"
@@ -49,7 +51,7 @@ _COMPLEMENT_TORCH = torch.from_numpy(COMPLEMENT.copy())
 _DECODE = np.frombuffer(BASES.encode(), dtype=np.uint8)
 
 
-class InvalidBaseError(ValueError):
+class InvalidBaseError(InputError):
     """A character that is neither a base nor an IUPAC code; ``position`` is 0-based."""
 
     def __init__(self, char: str, position: int) -> None:

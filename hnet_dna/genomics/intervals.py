@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hnet_dna.errors import InputError
+
 from .aliases import resolve_contig
 from .alphabet import N
 
@@ -43,7 +45,7 @@ class Interval:
         return self.end - self.start
 
 
-class BedFormatError(ValueError):
+class BedFormatError(InputError):
     """Malformed BED line; the message names the file and 1-based line number."""
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from hnet_dna.errors import InputError
+
 log = logging.getLogger(__name__)
 
 SeqFormat = Literal["auto", "fasta", "fastq", "genbank", "embl"]
@@ -20,7 +22,7 @@ SeqFormat = Literal["auto", "fasta", "fastq", "genbank", "embl"]
 _GENBANK_SUFFIXES = {".gb": "genbank", ".gbk": "genbank", ".genbank": "genbank", ".embl": "embl"}
 
 
-class SequenceFormatError(ValueError):
+class SequenceFormatError(InputError):
     """Bad sequence input; the message names the file, record and 0-based position."""
 
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from hnet_dna.model.chunking import RoutingOutput
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.hnet import HNet, HNetCache
 from hnet_dna.model.utils import accumulation_dtype
+from hnet_dna.model.weights import load_model_files
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -187,9 +187,8 @@ class HNetForCausalLM(nn.Module):
             raise FileNotFoundError(
                 f"{path} is not a saved model folder: expected {CONFIG_NAME} and {WEIGHTS_NAME}"
             )
-        config = HNetConfig.from_dict(json.loads((path / CONFIG_NAME).read_text()))
+        config, state = load_model_files(path, cls, str(device or "cpu"), strict)  # validated
         model = cls(config, device=device)
-        state = load_file(str(path / WEIGHTS_NAME), device=str(device or "cpu"))
         if config.tie_embeddings:
             state["lm_head.weight"] = state["embeddings.weight"]
         model.load_state_dict(state, strict=strict)

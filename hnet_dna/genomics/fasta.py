@@ -56,7 +56,7 @@ class Genome:
     pyfaidx when pysam is unavailable.
     The faidx index (``.fai``, plus ``.gzi`` for bgzip) is built next to the file, or in
     ``index_dir`` (default ``~/.cache/hnet_dna/faidx``) when that folder is read-only, and rebuilt
-    when older than the FASTA.
+    when older than the FASTA or when it does not describe the file (see ``faidx``).
     """
 
     def __init__(

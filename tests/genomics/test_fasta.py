@@ -224,3 +224,79 @@ def test_unwritable_index_folder_says_what_to_run(tmp_path):
             + ".*" + re.escape(f"build one with `samtools faidx {fa}` where it is writable, "
                                "or pass index_dir= a writable folder")):
         Genome(fa, backend="pysam", index_dir=blocker)
+
+
+def _wrapped(records: dict[str, str], width: int) -> str:
+    return "".join(f">{name}\n" + "".join(seq[i:i + width] + "\n"
+                                          for i in range(0, len(seq), width))
+                   for name, seq in records.items())
+
+
+def _replace_keeping_older_mtime(path, text: bytes | str, older_than) -> None:
+    """Overwrite ``path`` and date it before ``older_than`` (as ``cp -p`` or ``rsync -t`` do)."""
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    stamp = older_than.stat().st_mtime - 100
+    os.utime(path, (stamp, stamp))
+
+
+@pytest.mark.parametrize("backend", ["pysam", "pyfaidx"])
+@pytest.mark.parametrize("change", ["line_width", "first_record", "appended_record"])
+def test_replaced_fasta_with_older_timestamp_gets_a_new_index(tmp_path, fly_seqs, backend,
+                                                               change, caplog):
+    # Before, the .fai was trusted on its mtime alone: short fetches read the old offsets.
+    old = dict(fly_seqs)
+    new = {"extra": "ACGTTGCA" * 40, **old} if change == "first_record" else dict(old)
+    if change == "appended_record":
+        new["extra"] = "ACGTTGCA" * 40
+    fa = tmp_path / "genome.fa"
+    fa.write_text(_wrapped(old, 60))
+    Genome(fa, backend=backend).fetch(next(iter(old)), 0, 10)  # builds genome.fa.fai
+    _replace_keeping_older_mtime(fa, _wrapped(new, 70 if change == "line_width" else 60),
+                                 older_than=tmp_path / "genome.fa.fai")
+    with caplog.at_level(logging.WARNING, logger="hnet_dna.genomics.faidx"):
+        g = Genome(fa, backend=backend)
+    assert "does not describe this file" in caplog.text
+    assert g.contigs == {name: len(seq) for name, seq in new.items()}
+    for name, seq in new.items():
+        for a, b in ((0, 10), (61, 75), (len(seq) - 9, len(seq))):
+            assert g.fetch(name, a, b) == seq[a:b], (name, a, b)
+
+
+def test_replaced_bgzip_fasta_gets_a_new_index(tmp_path, fly_seqs):
+    old = dict(fly_seqs)
+    new = dict(reversed(list(old.items())))  # same records, other order: other offsets
+    fa = tmp_path / "genome.fa.bgz"
+    for records, width in ((old, 60), (new, 80)):
+        plain = tmp_path / "plain.fa"
+        plain.write_text(_wrapped(records, width))
+        pysam.tabix_compress(str(plain), str(tmp_path / "tmp.bgz"), force=True)
+        data = (tmp_path / "tmp.bgz").read_bytes()
+        if records is old:
+            fa.write_bytes(data)
+            Genome(fa, backend="pysam").fetch(next(iter(old)), 0, 10)
+        else:
+            _replace_keeping_older_mtime(fa, data, older_than=tmp_path / "genome.fa.bgz.fai")
+    for backend in ("pysam", "pyfaidx"):
+        g = Genome(fa, backend=backend)
+        for name, seq in new.items():
+            assert g.fetch(name, 100, 130) == seq[100:130]
+            assert g.fetch(name, len(seq) - 5, len(seq)) == seq[-5:]
+
+
+def test_intact_index_is_kept(fly_copy):
+    Genome(fly_copy, backend="pysam")
+    fai = fly_copy.with_name(fly_copy.name + ".fai")
+    before = fai.stat().st_mtime_ns
+    Genome(fly_copy, backend="pyfaidx")
+    assert fai.stat().st_mtime_ns == before  # checked, not rebuilt
+
+
+def test_stale_index_without_a_writable_folder_is_an_error(tmp_path, fly_seqs):
+    fa = tmp_path / "genome.fa"
+    fa.write_text(_wrapped(fly_seqs, 60))
+    Genome(fa, backend="pysam")
+    _replace_keeping_older_mtime(fa, _wrapped(fly_seqs, 50), older_than=tmp_path / "genome.fa.fai")
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    with pytest.raises(OSError, match=re.escape(f"{fa}: no up-to-date faidx index")):
+        Genome(fa, backend="pysam", index_dir=blocker)

@@ -2,21 +2,29 @@
 
 Each checkpoint is written into a hidden temporary folder and renamed into place, so a process
 killed mid-save leaves only a stray temporary folder (ignored and later removed) and every
-completed checkpoint stays loadable. Only the newest ``keep_last`` are kept.
+completed checkpoint stays loadable. Only the newest ``keep_last`` are kept. A save that runs
+out of disk space removes its temporary folder and says ``disk full while writing <folder>``;
+a checkpoint found damaged when resuming is set aside (renamed ``corrupt-step-XXXXXXXX``), not
+deleted. Files get the permissions of the other run files (umask), not safetensors' 0600.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import pickle
 import random
 import re
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from hnet_dna.errors import InputError
 
 TRAINING_STATE_NAME = "training_state.pt"
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -78,21 +86,50 @@ def save_checkpoint(
         raise FileExistsError(f"checkpoint {final} already exists")
     tmp = root / f"{_TMP_PREFIX}{checkpoint_name(step)}-{os.getpid()}"
     tmp.mkdir()
-    write_model(tmp)
-    torch.save(training_state, tmp / TRAINING_STATE_NAME)
-    _fsync_tree(tmp)
-    os.replace(tmp, final)
+    try:
+        write_model(tmp)
+        torch.save(training_state, tmp / TRAINING_STATE_NAME)
+        _fsync_tree(tmp)
+        os.replace(tmp, final)
+    except Exception as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _is_disk_full(err):
+            raise OSError(errno.ENOSPC, f"disk full while writing {final}") from err
+        raise
     _fsync_dir(root)
     for _, old in list_checkpoints(root)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
+class CorruptCheckpointError(InputError):
+    """A checkpoint file that cannot be read back (truncated, zeroed, not a torch archive)."""
+
+
 def load_training_state(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> dict:
     path = Path(checkpoint) / TRAINING_STATE_NAME
     if not path.exists():
         raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint: {path} is missing")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile
+            ) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise CorruptCheckpointError(f"{path}: damaged training state ({reason})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CorruptCheckpointError(f"{path}: not a training state")
+    return state
+
+
+def set_aside(checkpoint: Path) -> Path:
+    """Rename a damaged checkpoint to ``corrupt-<name>`` (kept for inspection, never loaded)."""
+    target = checkpoint.with_name(f"corrupt-{checkpoint.name}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = checkpoint.with_name(f"corrupt-{checkpoint.name}-{n}")
+    os.replace(checkpoint, target)
+    return target
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -125,9 +162,21 @@ def _as_tuples(value: Any) -> Any:
     return value
 
 
+def _is_disk_full(err: BaseException) -> bool:
+    # safetensors reports a full disk as SafetensorError("... IoError(Os { code: 28 ...")
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    text = str(err)
+    return "No space left on device" in text or "code: 28," in text
+
+
 def _fsync_tree(folder: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
     for child in folder.iterdir():
         if child.is_file():
+            # safetensors creates its file 0600; every run file gets the umask's permissions
+            os.chmod(child, 0o666 & ~umask)
             with open(child, "rb") as handle:
                 os.fsync(handle.fileno())
     _fsync_dir(folder)

@@ -74,6 +74,9 @@ class TrainerConfig:
     progress_bar: bool = True
     baselines: bool = True  # Markov reference numbers on the held-out bases at the end
     markov_order: int = 8
+    # Resume even when the data settings that fix the training stream and the held-out set
+    # (data section, seed, grad_accum, eval_max_batches) differ from the run folder's (logged).
+    allow_data_change: bool = False
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -4,24 +4,34 @@ plotted to PNG (train/eval bits per base and bases per chunk against the step)."
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from hnet_dna.errors import InputError
+from hnet_dna.outputs import atomic_output
+
+log = logging.getLogger(__name__)
+
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "metrics.png"
 
 
 class MetricsWriter:
-    """Appends records to ``<run_dir>/metrics.jsonl`` (appending keeps a resumed run's history)."""
+    """Appends records to ``<run_dir>/metrics.jsonl`` (appending keeps a resumed run's history).
+
+    A run that restarts at step s (from a checkpoint, or from scratch at 0) first drops the
+    records after s (:meth:`truncate_after`), so each step is logged once.
+    """
 
     def __init__(self, run_dir: str | Path, truncate_after_step: int | None = None) -> None:
         self.path = Path(run_dir) / METRICS_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if truncate_after_step is not None:
-            self._truncate(truncate_after_step)
+            self.truncate_after(truncate_after_step)
 
     def write(self, split: str, step: int, values: dict[str, Any]) -> None:
         record = {"split": split, "step": step}
@@ -29,16 +39,35 @@ class MetricsWriter:
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def _truncate(self, step: int) -> None:
-        # A resumed run repeats the steps after its checkpoint: drop their earlier records.
+    def truncate_after(self, step: int) -> None:
+        """Drop the records after ``step`` (the steps a restarted run repeats), atomically.
+
+        A last line cut short by a killed process is dropped too (logged); a damaged line
+        elsewhere is an error naming the file and line.
+        """
         if not self.path.exists():
             return
-        kept = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step
-        ]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        lines = self.path.read_text().splitlines()
+        kept = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record_step = json.loads(line)["step"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                if number == len(lines):
+                    log.warning("%s:%d: dropped a record cut short by a killed process",
+                                self.path, number)
+                    continue
+                raise InputError(f"{self.path}:{number}: not a metrics record") from None
+            if record_step <= step:
+                kept.append(line)
+        dropped = sum(1 for line in lines if line.strip()) - len(kept)
+        if dropped:
+            log.info("%s: dropped %d record(s) after step %d (repeated by this run)",
+                     self.path, dropped, step)
+            with atomic_output(self.path) as tmp:
+                tmp.write_text("".join(line + "\n" for line in kept))
 
 
 def _jsonable(value: Any) -> Any:

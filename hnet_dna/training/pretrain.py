@@ -1,8 +1,19 @@
-"""``hnet-dna pretrain``: hydra entry point and the run orchestration behind it."""
+"""``hnet-dna pretrain``: hydra entry point and the run orchestration behind it.
+
+A run folder is marked by ``run.json``, which records the settings that fix the training stream
+and the held-out set (data section, seed, grad_accum, eval_max_batches). Resuming with other
+values is refused unless ``trainer.allow_data_change=true`` (then logged); a ``hydra.run.dir``
+that already holds other files and no run is refused before anything is written there. When the
+newest checkpoint is damaged, the run resumes from the newest intact one and sets the damaged
+one aside (``checkpoints/corrupt-step-XXXXXXXX``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import itertools
+import json
 import logging
 import random
 import sys
@@ -17,13 +28,17 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from hnet_dna.errors import InputError, OutputError
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import HNetForCausalLM
+from hnet_dna.model.weights import WeightsError
+from hnet_dna.outputs import atomic_output
 from hnet_dna.training import checkpoint as ckpt
 from hnet_dna.training import data as data_mod
 from hnet_dna.training.config import DataConfig, PretrainConfig
 from hnet_dna.training.distributed import (
     broadcast_object,
+    gather_objects,
     init_distributed,
     shutdown_distributed,
 )
@@ -35,6 +50,7 @@ log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 RESOLVED_CONFIG_NAME = "config.yaml"
+RUN_MARKER_NAME = "run.json"
 
 # In the schema the corpus is mandatory (a data group must name one; data=hg38 leaves it to the
 # command line), while the Python dataclass default stays usable on its own.
@@ -82,6 +98,102 @@ def resolve_resume(resume: bool | None, checkpoint_dir: Path) -> Path | None:
     return latest
 
 
+def stream_settings(cfg: PretrainConfig) -> dict[str, Any]:
+    """The settings that fix a run's training stream and held-out set (compared on resume)."""
+    data = dataclasses.asdict(cfg.data)
+    data.pop("num_workers")  # checked against the saved data position instead
+    return {"seed": cfg.seed, "data": data, "grad_accum": cfg.trainer.grad_accum,
+            "eval_max_batches": cfg.trainer.eval_max_batches}
+
+
+def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _is_run_folder(run_dir: Path) -> bool:
+    """A run folder written before ``run.json`` existed: checkpoints, or our config.yaml."""
+    if (run_dir / "checkpoints").is_dir():
+        return True
+    try:
+        saved = OmegaConf.load(run_dir / RESOLVED_CONFIG_NAME)
+        return {"model", "data", "trainer"} <= set(saved.keys())
+    except Exception:  # absent, unreadable or someone else's YAML
+        return False
+
+
+def check_run_dir(run_dir: Path, settings: dict[str, Any], allow_data_change: bool) -> None:
+    """Refuse a folder that is not a run folder, or a resume with other stream settings.
+
+    Nothing is written here; hydra's own ``.hydra/`` and ``*.log`` entries are not counted.
+    """
+    marker = run_dir / RUN_MARKER_NAME
+    if not marker.exists():
+        foreign = sorted(p.name for p in run_dir.iterdir()
+                         if p.name != ".hydra" and not p.name.endswith(".log")
+                         ) if run_dir.is_dir() else []
+        if foreign and not _is_run_folder(run_dir):
+            raise OutputError(
+                f"run folder {run_dir} already holds files that are not from an hnet-dna run "
+                f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); choose a new "
+                "or empty hydra.run.dir")
+        return
+    try:
+        saved = json.loads(marker.read_text())["stream"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InputError(f"{marker}: damaged run marker; restore it or use another run folder"
+                         ) from None
+    old, new = _flatten(saved), _flatten(settings)
+    changed = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+               for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+    if not changed:
+        return
+    if not allow_data_change:
+        raise InputError(
+            f"{run_dir} was trained with other data settings ({'; '.join(changed)}): resuming "
+            "would change the training stream and the held-out set mid-run; use a new "
+            "hydra.run.dir, or pass trainer.allow_data_change=true to continue anyway")
+    log.warning("continuing %s with changed data settings (trainer.allow_data_change=true): %s",
+                run_dir, "; ".join(changed))
+
+
+def write_run_marker(run_dir: Path, settings: dict[str, Any]) -> None:
+    with atomic_output(run_dir / RUN_MARKER_NAME) as tmp:
+        tmp.write_text(json.dumps({"hnet_dna": "pretrain run", "stream": settings}, indent=1))
+
+
+def load_resume_point(
+    model_cfg: HNetConfig, checkpoint_dir: Path
+) -> tuple[HNetForCausalLM, Path, dict[str, Any], list[Path]]:
+    """(model, checkpoint, training state, damaged newer checkpoints) of the newest intact one.
+
+    A checkpoint whose weights or training state cannot be read is skipped with a warning; when
+    none is intact the run stops instead of silently starting over.
+    """
+    damaged: list[Path] = []
+    reasons: list[str] = []
+    for _, folder in reversed(ckpt.list_checkpoints(checkpoint_dir)):
+        try:
+            model = build_model(model_cfg, folder)
+            state = ckpt.load_training_state(folder)
+        except (WeightsError, ckpt.CorruptCheckpointError) as err:
+            log.warning("checkpoint %s is damaged: %s", folder, err)
+            damaged.append(folder)
+            reasons.append(str(err))
+            continue
+        if damaged:
+            log.warning("resuming from %s instead of the newest checkpoint %s, which is damaged",
+                        folder, damaged[0])
+        return model, folder, state, damaged
+    raise InputError(f"every checkpoint in {checkpoint_dir} is damaged ({'; '.join(reasons)}); "
+                     "move them away to start the run over")
+
+
 def build_model(model_cfg: HNetConfig, checkpoint: Path | None) -> HNetForCausalLM:
     if checkpoint is None:
         model = HNetForCausalLM(model_cfg)
@@ -102,11 +214,18 @@ def run_pretrain(cfg: PretrainConfig, model_cfg: HNetConfig, run_dir: str | Path
     try:
         # Every rank must write to rank 0's folder (hydra's timestamp may differ by a second).
         run_dir = Path(str(broadcast_object(str(run_dir), env)))
+        settings = stream_settings(cfg)
+        check_run_dir(run_dir, settings, cfg.trainer.allow_data_change)
         checkpoint = resolve_resume(cfg.resume, run_dir / "checkpoints")
         # Same seed on every rank: FSDP does not broadcast the initial weights; the data
         # layer separates ranks by itself.
         seed_everything(cfg.seed)
-        model = build_model(model_cfg, checkpoint)
+        state, damaged = None, []
+        if checkpoint is None:
+            model = build_model(model_cfg, None)
+        else:
+            model, checkpoint, state, damaged = load_resume_point(model_cfg,
+                                                                  run_dir / "checkpoints")
         corpus = data_mod.open_corpus(cfg.data)
         trainer = Trainer(
             cfg.trainer,
@@ -118,12 +237,17 @@ def run_pretrain(cfg: PretrainConfig, model_cfg: HNetConfig, run_dir: str | Path
             eval_batches=data_mod.eval_batches(corpus, cfg.data),
         )
         if checkpoint is not None:
-            trainer.load(checkpoint)
+            trainer.load(checkpoint, state)
             log.info("resumed from %s at step %d", checkpoint, trainer.step)
+        gather_objects(None, env)  # every rank has read its checkpoint before any is moved
         if env.is_main:
+            for folder in damaged:
+                log.warning("set aside damaged checkpoint %s as %s", folder, ckpt.set_aside(folder))
+            write_run_marker(run_dir, settings)
             resolved = OmegaConf.structured(cfg)
             resolved.model = model_cfg.to_dict()
-            OmegaConf.save(resolved, run_dir / RESOLVED_CONFIG_NAME)
+            with atomic_output(run_dir / RESOLVED_CONFIG_NAME) as tmp:
+                OmegaConf.save(resolved, tmp)
             log.info("model: %.2fM parameters, LR multipliers per stage %s",
                      model.num_parameters() / 1e6, [round(m, 3) for m in trainer.lr_multipliers])
         final = trainer.fit()
@@ -184,8 +308,17 @@ def hydra_main(cfg: DictConfig) -> float | None:
     run_dir = pretrain_cfg.run_dir or HydraConfig.get().runtime.output_dir
     try:
         result = run_pretrain(pretrain_cfg, model_cfg, run_dir)
+    except InputError as error:
+        # Bad input (data file, model folder, run folder, setting): one line, exit status 2.
+        print(f"hnet-dna pretrain: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
     except NonFiniteLossError as error:
         # A diagnosis, not a crash: no traceback, exit status 1.
         print(f"hnet-dna pretrain stopped: {error}", file=sys.stderr)
+        raise SystemExit(1) from error
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        print(f"hnet-dna pretrain stopped: {error.strerror}", file=sys.stderr)
         raise SystemExit(1) from error
     return result["final"].get("bpb")

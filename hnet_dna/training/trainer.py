@@ -275,13 +275,15 @@ class Trainer:
         copy.load_state_dict(full_state, assign=True)
         copy.save_pretrained(folder)
 
-    def load(self, checkpoint: str | Path) -> None:
+    def load(self, checkpoint: str | Path, state: dict[str, Any] | None = None) -> None:
         """Restore optimizer, scheduler, step, RNG and data position (weights: ``from_pretrained``).
 
         The model's weights must already come from ``checkpoint`` (see ``pretrain``); with FSDP
-        the optimizer state is resharded from the saved full state.
+        the optimizer state is resharded from the saved full state. ``state``: the checkpoint's
+        training state when the caller has already read it.
         """
-        state = ckpt.load_training_state(checkpoint)
+        if state is None:
+            state = ckpt.load_training_state(checkpoint)
         if state["world_size"] != self.env.world_size:
             raise ValueError(
                 f"{checkpoint} was written by {state['world_size']} processes but this run has "
@@ -310,8 +312,6 @@ class Trainer:
         ckpt.restore_rng_state(state["rng"][self.env.rank])
         self.step = state["step"]
         self.last_checkpoint = Path(checkpoint)
-        if self.metrics is not None:
-            self.metrics = MetricsWriter(self.run_dir, truncate_after_step=self.step)
 
     # ------------------------------------------------------------------ loop
     def next_micro_batches(self) -> list[dict[str, torch.Tensor]]:
@@ -331,6 +331,10 @@ class Trainer:
         )
         window = _Window()
         last_saved = self.step if self.last_checkpoint is not None else None
+        if self.metrics is not None:
+            # A restart (from a checkpoint, or from scratch after a kill before the first one)
+            # repeats the steps after self.step: drop their earlier records.
+            self.metrics.truncate_after(self.step)
         try:
             while self.step < cfg.max_steps:
                 result = self.train_step(self.next_micro_batches())

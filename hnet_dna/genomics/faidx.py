@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .records import SequenceFormatError, is_bgzf
+from .records import SequenceFormatError, is_bgzf, not_text_error
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +239,8 @@ def _run_indexer(path: Path, fai: Path, gzi: Path | None, backend: str) -> None:
         try:
             pyfaidx.Faidx(str(path), indexname=str(fai),
                           gzi_indexname=str(gzi) if gzi else None, rebuild=True).close()
+        except UnicodeDecodeError as err:
+            raise not_text_error(path, err) from None
         except (pyfaidx.FastaIndexingError, ValueError) as err:
             raise SequenceFormatError(f"{path}: cannot build FASTA index: {err}") from None
 

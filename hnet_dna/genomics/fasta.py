@@ -31,6 +31,7 @@ from .records import (  # noqa: F401  (re-exported: the public home of these nam
     is_gzip,
     iter_records,
     load_records,
+    not_text_error,
 )
 
 log = logging.getLogger(__name__)
@@ -168,10 +169,13 @@ class Genome:
             # from DataLoader workers would interleave and return garbage, so reopen per process
             self._handle = self._open()
             self._handle_pid = os.getpid()
-        if self.backend == "pysam":
-            seq = self._handle.fetch(contig, start, end)
-        else:
-            seq = self._pyfaidx_fetch(contig, start, end)
+        try:
+            if self.backend == "pysam":
+                seq = self._handle.fetch(contig, start, end)
+            else:
+                seq = self._pyfaidx_fetch(contig, start, end)
+        except UnicodeDecodeError as err:
+            raise not_text_error(self.path, err) from None
         try:
             return as_bytes(seq)
         except InvalidBaseError as err:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from hnet_dna.errors import InputError
 
 from .aliases import resolve_contig
 from .alphabet import N
+from .records import is_gzip
 
 if TYPE_CHECKING:
     from .fasta import Genome
@@ -58,9 +60,11 @@ def read_bed(path: str | os.PathLike, contigs: Mapping[str, int] | None = None) 
     line raises :class:`BedFormatError` naming the file and line.
     """
     out = []
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt") as fh:
-        for lineno, line in enumerate(fh, 1):
+    # gzip by content, not name: a .bed that is compressed (or a .bed.gz that is not) still reads
+    opener = gzip.open if is_gzip(path) else open
+    with opener(path, "rb") as fh:
+        lines = _text_lines(fh, path)
+        for lineno, line in enumerate(lines, 1):
             if not line.strip() or line.startswith(_SKIP_PREFIXES):
                 continue
             fields = line.rstrip("\r\n").split("\t")
@@ -87,6 +91,23 @@ def read_bed(path: str | os.PathLike, contigs: Mapping[str, int] | None = None) 
             label = fields[3] if len(fields) > 3 else ""
             out.append(Interval(contig, start, end, label))
     return out
+
+
+def _text_lines(fh, path: str | os.PathLike) -> Iterable[str]:
+    """Decoded lines; binary content is a :class:`BedFormatError` naming the file and line."""
+    lineno = 0
+    try:
+        for lineno, raw in enumerate(fh, 1):  # noqa: B007  (lineno is read after the loop)
+            if b"\0" in raw:
+                raise BedFormatError(f"{path}:{lineno}: NUL byte: not a text BED file")
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise BedFormatError(
+                    f"{path}:{lineno}: byte 0x{raw[err.start]:02x} at column {err.start + 1} is "
+                    "not text: is this a binary file?") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise BedFormatError(f"{path}:{lineno + 1}: damaged gzip data ({err})") from None
 
 
 def write_bed(path: str | os.PathLike, intervals: Iterable[Interval]) -> None:

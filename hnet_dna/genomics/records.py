@@ -69,6 +69,22 @@ def iter_records(path: str | os.PathLike, format: SeqFormat = "auto") -> Iterato
 def _records(path: str | os.PathLike, format: SeqFormat, skipped: list[str]
              ) -> Iterator[tuple[str, str]]:
     """``iter_records`` without the log; names of empty records are appended to ``skipped``."""
+    try:
+        yield from _parse(path, format, skipped)
+    except UnicodeDecodeError as err:
+        raise not_text_error(path, err) from None
+
+
+def not_text_error(path: str | os.PathLike, err: UnicodeDecodeError) -> SequenceFormatError:
+    """A sequence file holding bytes that are not text (binary data, another compression)."""
+    byte = err.object[err.start]
+    return SequenceFormatError(
+        f"{path}: not a text sequence file (byte 0x{byte:02x} is not ASCII); is it binary, or "
+        "compressed with something other than gzip/bgzip?")
+
+
+def _parse(path: str | os.PathLike, format: SeqFormat, skipped: list[str]
+           ) -> Iterator[tuple[str, str]]:
     fmt = guess_format(path) if format == "auto" else format
     if fmt not in ("fasta", "fastq", "genbank", "embl"):
         raise ValueError(f"{path}: unknown sequence format {format!r}")

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hnet_dna.errors import InputError
+
 from .alphabet import Vocab
 from .intervals import split_by_fraction
 from .windows import WindowDataset
@@ -35,13 +37,13 @@ class TextSource:
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(f"{self.path}: not UTF-8 at byte offset {err.start}") from None
+            raise InputError(f"{self.path}: not UTF-8 at byte offset {err.start}") from None
         nul = data.find(b"\0")
         if nul >= 0:
-            raise ValueError(f"{self.path}: NUL byte at offset {nul} (id 0 is reserved for "
+            raise InputError(f"{self.path}: NUL byte at offset {nul} (id 0 is reserved for "
                              "padding)")
         if not data:
-            raise ValueError(f"{self.path}: empty text file")
+            raise InputError(f"{self.path}: empty text file")
         self.name = name or self.path.stem
         self._bytes = np.frombuffer(data, dtype=np.uint8)
         self.contigs = {self.path.name: len(data)}

@@ -201,7 +201,7 @@ def build_model(model_cfg: HNetConfig, checkpoint: Path | None) -> HNetForCausal
         return model
     model = HNetForCausalLM.from_pretrained(checkpoint)
     if model.config.to_dict() != model_cfg.to_dict():
-        raise ValueError(
+        raise InputError(
             f"{checkpoint} holds a different model than the config asks for; resume with the "
             "same model settings or start a new run folder"
         )

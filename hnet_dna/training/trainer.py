@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from hnet_dna.errors import InputError
 from hnet_dna.training import checkpoint as ckpt
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.distributed import (
@@ -285,7 +286,7 @@ class Trainer:
         if state is None:
             state = ckpt.load_training_state(checkpoint)
         if state["world_size"] != self.env.world_size:
-            raise ValueError(
+            raise InputError(
                 f"{checkpoint} was written by {state['world_size']} processes but this run has "
                 f"{self.env.world_size}: the per-rank data positions cannot be mapped"
             )

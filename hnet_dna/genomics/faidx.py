@@ -73,7 +73,7 @@ def _describes(path: Path, fai: Path, gzi: Path | None) -> bool:
         return False
     problem = index_mismatch(path, fai, gzi)
     if problem:
-        log.warning("%s: the index %s does not describe this file (%s); rebuilding it",
+        log.warning("%s: the index %s does not describe this file (%s); not using it",
                     path, fai, problem)
     return problem is None
 

@@ -9,7 +9,6 @@ import re
 
 import pytest
 
-from hnet_dna.cli import main
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.fasta import Genome, iter_records
 from hnet_dna.genomics.intervals import BedFormatError, read_bed
@@ -17,6 +16,7 @@ from hnet_dna.genomics.text import TextSource
 
 # bytes as a binary file holds them (seeded: the same every run)
 BINARY = random.Random(0).randbytes(4096)
+
 
 
 @pytest.mark.parametrize("backend", ["auto", "memory", "pysam", "pyfaidx"])
@@ -70,14 +70,3 @@ def test_non_utf8_text_corpus_is_an_input_error(tmp_path):
     path.write_bytes(b"plain text, then \xff\xfe")
     with pytest.raises(InputError, match=re.escape(f"{path}: not UTF-8 at byte offset 17")):
         TextSource(path)
-
-
-def test_pretrain_on_a_binary_corpus_exits_2_with_one_line(tmp_path, capsys):
-    fa = tmp_path / "corpus.fa"
-    fa.write_bytes(BINARY)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["pretrain", f"hydra.run.dir={tmp_path / 'run'}", f"data.corpus={fa}",
-              "trainer.max_steps=1"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"hnet-dna pretrain: {fa}: ") and "\n" not in err

@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import random
 
 import pytest
 import torch
@@ -20,6 +21,16 @@ from hnet_dna.training import data as data_mod
 from hnet_dna.training.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
 from hnet_dna.training.metrics import MetricsWriter, read_metrics
 from hnet_dna.training.pretrain import run_pretrain
+
+
+@pytest.fixture
+def hydra_logging():
+    """Undo the root-logger handlers a hydra run installs (they write to pytest's closed
+    capture streams in later tests)."""
+    handlers, level = logging.root.handlers[:], logging.root.level
+    yield
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
 
 
 def _steps(run_dir, split="train") -> list[int]:
@@ -95,7 +106,8 @@ def test_metrics_line_cut_by_a_kill_is_dropped_on_restart(tmp_path):
 
 
 # ------------------------------------------------------------------ foreign run folder
-def test_existing_folder_that_is_not_a_run_is_refused_before_writing(tmp_path, capsys):
+def test_existing_folder_that_is_not_a_run_is_refused_before_writing(tmp_path, capsys,
+                                                                       hydra_logging):
     folder = tmp_path / "my_analysis"
     folder.mkdir()
     (folder / "config.yaml").write_text("my: own settings\n")
@@ -197,3 +209,14 @@ def test_checkpoint_files_get_the_umask_permissions(tmp_path):
     modes = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
     assert modes == {"config.json": 0o644, "model.safetensors": 0o644,
                      "training_state.pt": 0o644}  # safetensors alone wrote 0600
+
+
+def test_pretrain_on_a_binary_corpus_exits_2_with_one_line(tmp_path, capsys, hydra_logging):
+    fa = tmp_path / "corpus.fa"
+    fa.write_bytes(random.Random(0).randbytes(4096))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", f"hydra.run.dir={tmp_path / 'run'}", f"data.corpus={fa}",
+              "trainer.max_steps=1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hnet-dna pretrain: {fa}: ") and "\n" not in err

@@ -163,11 +163,11 @@ def _as_tuples(value: Any) -> Any:
 
 
 def _is_disk_full(err: BaseException) -> bool:
-    # safetensors reports a full disk as SafetensorError("... IoError(Os { code: 28 ...")
+    # safetensors reports a full disk as SafetensorError("Error while serializing: I/O error:
+    # No space left on device (os error 28)"), not as an OSError
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return True
-    text = str(err)
-    return "No space left on device" in text or "code: 28," in text
+    return "No space left on device" in str(err) or "(os error 28)" in str(err)
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -11,6 +11,7 @@ import random
 
 import pytest
 import torch
+from safetensors import SafetensorError
 from training_helpers import tiny_model, tiny_model_config, tiny_pretrain_config
 
 from hnet_dna.cli import main
@@ -192,9 +193,9 @@ def test_checkpoint_save_on_a_full_disk_says_so(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     def safetensors_full_disk(folder):
-        # what safetensors' Rust writer raises on ENOSPC
-        raise RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
-                           'message: "No space left on device" })')
+        # what safetensors 0.8 raised when writing into a full 64 kB tmpfs
+        raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                              "(os error 28)")
 
     with pytest.raises(OSError, match="disk full while writing"):
         save_checkpoint(tmp_path, 2, safetensors_full_disk, {"step": 2})

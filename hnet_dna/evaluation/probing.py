@@ -1,13 +1,14 @@
 """Probes on frozen features (scikit-learn) and full fine-tuning with a classification head.
 
-* ``logreg``: L2 logistic regression. Dense features (embeddings) are standardised; sparse
-  k-mer features are L2-normalised counts and stay sparse. The inverse regularisation C is
+* ``logreg``: L2 logistic regression on standardised features (sparse k-mer frequencies are
+  scaled per column without centring, which keeps them sparse and, with the unpenalised
+  intercept, fits the same model). The inverse regularisation C (grid ``CS``) is
   chosen on the ``dev`` split when the task has one (one fit per C on train, warm-started from
   the previous C, best dev log-loss wins; no refit), else by stratified 5-fold cross-validation
   on train (log-loss) and refit on all of it. Fits stop when the loss changes by less than
   ``tol`` (lbfgs), at most ``MAX_ITER`` iterations.
-* ``mlp``: standardised dense features (sparse ones as they are), one hidden layer of 256 ReLU
-  units, early stopping on 10 % of the training split.
+* ``mlp``: standardised features (as above), one hidden layer of 256 ReLU units, early
+  stopping on 10 % of the training split.
 
 Both are fitted on ``train`` and scored on ``test``. A seed changes the CV folds / MLP
 initialisation, so the spread over seeds is the probe's own variance; a ``logreg`` with C chosen
@@ -52,25 +53,21 @@ log = logging.getLogger(__name__)
 
 HEADS: tuple[str, ...] = ("logreg", "mlp")
 METRICS: tuple[str, ...] = ("mcc", "accuracy", "macro_f1", "auroc")
-#: C grids: standardised dense features, and unit-norm sparse k-mer rows (whose weights must
-#: be larger for the same margin)
-CS_DENSE = np.logspace(-4, 2, 7)
-CS_SPARSE = np.logspace(-1, 5, 7)
+#: C grid of the logistic regression (standardised features)
+CS = np.logspace(-5, 2, 8)
 MAX_ITER = 1000
 TOL = 1e-4
 
 
 def _scaler(X) -> list:
-    return [] if sparse.issparse(X) else [StandardScaler()]
+    return [StandardScaler(with_mean=not sparse.issparse(X))]
 
 
 def make_head(head: str, seed: int, X=None) -> Pipeline:
     """The head fitted on train when C is chosen by CV (no dev split), or the MLP."""
-    is_sparse = X is not None and sparse.issparse(X)
     if head == "logreg":
         return make_pipeline(*_scaler(X), LogisticRegressionCV(
-            Cs=CS_SPARSE if is_sparse else CS_DENSE,
-            cv=StratifiedKFold(5, shuffle=True, random_state=seed), scoring="neg_log_loss",
+            Cs=CS, cv=StratifiedKFold(5, shuffle=True, random_state=seed), scoring="neg_log_loss",
             max_iter=MAX_ITER, tol=TOL))
     if head == "mlp":
         return make_pipeline(*_scaler(X), MLPClassifier(
@@ -83,16 +80,13 @@ def fit_logreg_on_dev(X: Mapping, y: Mapping, progress: bool = True, desc: str =
                       ) -> tuple[Pipeline, float]:
     """Fit one L2 logistic regression per C on train (warm-started along the grid) and keep
     the one with the lowest dev log-loss; returns ``(fitted pipeline, C)``."""
-    scaler = _scaler(X["train"])
-    Xtr, Xdev = X["train"], X["dev"]
-    if scaler:
-        scaler[0].fit(Xtr)
-        Xtr, Xdev = scaler[0].transform(Xtr), scaler[0].transform(Xdev)
-    Cs = CS_SPARSE if sparse.issparse(X["train"]) else CS_DENSE
-    clf = LogisticRegression(C=Cs[0], max_iter=MAX_ITER, tol=TOL, warm_start=True)
+    [scaler] = _scaler(X["train"])
+    Xtr = scaler.fit_transform(X["train"])
+    Xdev = scaler.transform(X["dev"])
+    clf = LogisticRegression(C=CS[0], max_iter=MAX_ITER, tol=TOL, warm_start=True)
     best = (np.inf, None, None)
     labels = np.arange(max(y["train"].max(), y["dev"].max()) + 1)
-    for C in tqdm(Cs, desc=f"{desc}: C on dev", unit="C", disable=not progress, leave=False):
+    for C in tqdm(CS, desc=f"{desc}: C on dev", unit="C", disable=not progress, leave=False):
         clf.set_params(C=C)
         clf.fit(Xtr, y["train"])
         loss = log_loss(y["dev"], clf.predict_proba(Xdev), labels=labels)
@@ -100,7 +94,7 @@ def fit_logreg_on_dev(X: Mapping, y: Mapping, progress: bool = True, desc: str =
                  int(np.max(clf.n_iter_)))
         if loss < best[0]:
             best = (loss, C, copy.deepcopy(clf))
-    return make_pipeline(*scaler, best[2]), float(best[1])
+    return make_pipeline(scaler, best[2]), float(best[1])
 
 
 def probe_features(features: str, X: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray],

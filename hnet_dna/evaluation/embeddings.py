@@ -123,7 +123,7 @@ def pool_strand(features: np.ndarray, chunk_starts: np.ndarray | None, how: str,
         sums = np.add.reduceat(feats, first, axis=0)
         counts = np.diff(np.append(first, len(feats)))[:, None]
         return (sums / counts).mean(0)
-    raise ValueError(f"unknown pool {how!r}; choose from {POOLS}")
+    raise InputError(f"unknown pool {how!r}; choose from {POOLS}")
 
 
 # ---------------------------------------------------------------------------- results
@@ -157,7 +157,7 @@ class Embedder:
         logp: bool = False,
     ) -> None:
         if pool not in POOLS:
-            raise ValueError(f"unknown pool {pool!r}; choose from {POOLS}")
+            raise InputError(f"unknown pool {pool!r}; choose from {POOLS}")
         for d in depths:
             depth_level(d, runner.config)  # fail before any work
         plan_windows(window + 1, window, overlap)  # validates window/overlap

@@ -8,6 +8,7 @@ import pysam
 import pytest
 from conftest import CHR20_FASTA, tiny_model
 
+from hnet_dna.errors import InputError
 from hnet_dna.evaluation.cli import main_track
 from hnet_dna.evaluation.runner import ModelRunner
 from hnet_dna.evaluation.tracks import runs, track_outputs, track_regions
@@ -126,7 +127,7 @@ def test_overlapping_regions_are_refused(tmp_path):
     fasta.write_text(CHR20_FASTA.read_text())
     bed = tmp_path / "r.bed"
     bed.write_text("z\t100\t400\nz\t300\t500\n")
-    with pytest.raises(ValueError, match=r"z:100-400 and z:300-500 overlap"):
+    with pytest.raises(InputError, match=r"z:100-400 and z:300-500 overlap"):
         track_regions(Genome(fasta), bed)
 
 

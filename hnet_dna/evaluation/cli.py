@@ -30,8 +30,15 @@ log = logging.getLogger("hnet_dna.evaluation")
 _USER_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` shows every option's default."""
+class _Formatter(argparse.HelpFormatter):
+    """``--help`` shows every option's default (flags and unset options have none to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
+                and "%(default)" not in text):
+            text += " (default: %(default)s)"
+        return text
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -408,9 +415,9 @@ def _probe_parser() -> argparse.ArgumentParser:
         "summary table."))
     _common(p, model_required=False)
     p.add_argument("--task", action="append", required=True, metavar="SPEC",
-                   help="repeatable: csv:FOLDER (train/dev/test.csv), gb:FOLDER (Genomic "
-                        "Benchmarks), gue:NAME or nt:NAME (under --task-root), or build:KIND "
-                        f"with KIND in {TASK_KINDS}")
+                   help="required, repeatable: csv:FOLDER (train/dev/test.csv), gb:FOLDER "
+                        "(Genomic Benchmarks), gue:NAME or nt:NAME (under --task-root), or "
+                        f"build:KIND with KIND in {TASK_KINDS}")
     p.add_argument("--task-root", default=None,
                    help=f"folder holding GUE / NT task folders (default: ${TASK_ROOT_ENV})")
     p.add_argument("--fasta", help="genome for build:KIND")

@@ -222,8 +222,8 @@ def _main_embed(argv: Sequence[str] | None) -> int:
     written = output_paths(args.out, depths, args.per_base)
     outs = written + ([Path(args.boundaries_bed)] if args.boundaries_bed else [])
     per_base_bytes = total.bases * sum(dims.values()) * 4 if args.per_base else 0
-    source = [args.fasta, args.bed, args.sequences,
-              f"{args.fasta}.fai" if args.fasta else None]
+    source = [args.fasta, args.bed, args.sequences]
+    source += [f"{args.fasta}.{ext}" for ext in ("fai", "gzi") if args.fasta]
     _check_outputs(outs, source, args.overwrite,
                    per_base_bytes + total.count * sum(dims.values()) * 4)
     bounds = []
@@ -290,7 +290,8 @@ def _main_track(argv: Sequence[str] | None) -> int:
     stages, both = model.config.num_stages, not args.forward_only
     outs = track_outputs(args.out, stages, both, bigwig=not args.no_bigwig)
     bases = sum(r.end - r.start for r in regions)
-    _check_outputs(outs, [args.fasta, f"{args.fasta}.fai", args.bed], args.overwrite,
+    _check_outputs(outs, [args.fasta, f"{args.fasta}.fai", f"{args.fasta}.gzi", args.bed],
+                   args.overwrite,
                    bases * BYTES_PER_BASE * len(signal_names(stages, both)))
     embedder = Embedder(ModelRunner(model, args.batch_size), [], "mean", both, args.window,
                         args.overlap, progress=not args.no_progress, logp=True)

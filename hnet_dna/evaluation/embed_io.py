@@ -8,8 +8,8 @@ positions with the strands swapped.
 
 Outputs:
 
-* ``NAME.parquet``: one row per sequence, columns ``name, contig, start, end, length`` and one
-  ``emb_<depth>`` fixed-size float32 array column per depth;
+* ``NAME.parquet``: one row per sequence, columns ``name, contig, start, end, strand, length``
+  and one ``emb_<depth>`` fixed-size float32 array column per depth;
 * ``NAME.npy``: ``(n, D)`` float32 of the only depth (``NAME.<depth>.npy`` for several) plus
   ``NAME.index.tsv`` with the row metadata;
 * with per-base output, ``NAME.<depth>.per_base.npy``: ``(total bases, D)`` float32, the rows of

@@ -65,6 +65,10 @@ register_command(
     _evaluation("main_embed"),
 )
 register_command(
+    "track", "per-base log-likelihood and chunk-boundary tracks (bedGraph, bigWig, BED)",
+    _evaluation("main_track"),
+)
+register_command(
     "score-variants", "zero-shot scores for every ALT of a VCF/BCF",
     _evaluation("main_score_variants"),
 )
@@ -76,7 +80,7 @@ register_command(
 
 def usage() -> str:
     width = max(len(name) for name in COMMANDS)
-    lines = ["usage: hnet-dna <command> [arguments]", "", "commands:"]
+    lines = ["usage: hnet-dna [--version] <command> [arguments]", "", "commands:"]
     lines += [f"  {name.ljust(width)}  {cmd.help}" for name, cmd in sorted(COMMANDS.items())]
     lines += ["", "`hnet-dna <command> --help` describes a command."]
     return "\n".join(lines)
@@ -86,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
+        return 0
+    if args[0] in ("-V", "--version"):
+        from hnet_dna import __version__
+
+        print(f"hnet-dna {__version__}")
         return 0
     name, rest = args[0], args[1:]
     command = COMMANDS.get(name)

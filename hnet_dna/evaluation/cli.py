@@ -1,39 +1,110 @@
-"""Subcommands ``hnet-dna embed``, ``hnet-dna score-variants`` and ``hnet-dna probe``.
+"""Subcommands ``hnet-dna embed``, ``track``, ``score-variants`` and ``probe``.
 
 Each ``main_*(argv)`` parses its own arguments and returns a process exit code: 0 on success,
-2 for bad input (the error is printed, naming the file/record), so ``hnet_dna.cli`` only has to
-dispatch.
+2 for bad input (one line naming the file/record/option: :class:`hnet_dna.errors.InputError`, a
+missing or unreadable path, a full disk), 1 for an internal error (a bug: one line, the
+traceback with ``-v``), so ``hnet_dna.cli`` only has to dispatch. Every output is checked before
+any work and written through a temporary file (:mod:`hnet_dna.outputs`).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
 
+from hnet_dna.errors import InputError
+from hnet_dna.outputs import check_output, check_outputs
+
 log = logging.getLogger("hnet_dna.evaluation")
 
-_INPUT_ERRORS = (FileNotFoundError, KeyError, ValueError, IndexError)
+#: OS errors on a user's path (missing input, unreadable file, full disk): reported as input.
+_USER_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """``--help`` shows every option's default (flags and unset options have none to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
+                and "%(default)" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=_Formatter)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _window(text: str) -> int:
+    value = _positive_int(text)
+    if value < MIN_WINDOW:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_WINDOW} bases to give the model context, got {value}")
+    return value
+
+
+def _device_arg(name: str) -> str:
+    """Validate ``--device`` at parse time: a known device type that exists here."""
+    if name == "auto":
+        return name
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(
+            f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return name
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{name}: no CUDA device is available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{name}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return name
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return name
+    raise argparse.ArgumentTypeError(f"device {name!r} is not available; use auto, cpu or cuda[:N]")
+
+
+MIN_WINDOW = 8
 
 
 def _common(p: argparse.ArgumentParser, model_required: bool = True) -> None:
     p.add_argument("--model", required=model_required,
                    help="saved model folder or trainer run folder (newest step-N checkpoint)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    p.add_argument("--device", default="auto", type=_device_arg,
+                   help="auto | cpu | cuda[:i] (checked before any work)")
+    p.add_argument("--batch-size", type=_positive_int, default=16,
+                   help="windows per forward pass")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log progress details; show the traceback of an internal error")
 
 
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return torch.device(_device_arg(name))
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -43,36 +114,71 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _run(main, argv: Sequence[str] | None) -> int:
+    """Run a subcommand: bad input -> one line, exit 2; a bug -> one line, exit 1 (traceback
+    with ``-v``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         return main(argv)
-    except _INPUT_ERRORS as err:
-        # bad input (missing file, malformed record, unknown contig...): one clear line
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {msg}", file=sys.stderr)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
+    except _USER_OS_ERRORS as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno == errno.ENOSPC:  # atomic_output: "disk full while writing PATH"
+            print(f"error: {err.strerror or err}", file=sys.stderr)
+            return 2
+        return _internal(err, args)
+    except Exception as err:  # noqa: BLE001 - everything else is a bug in hnet_dna
+        return _internal(err, args)
+
+
+def _internal(err: BaseException, args: list[str]) -> int:
+    if "-v" in args or "--verbose" in args:
+        traceback.print_exc()
+    print(f"internal error (a bug in hnet_dna, please report it): {type(err).__name__}: {err}"
+          + ("" if "-v" in args or "--verbose" in args else "; rerun with -v for the traceback"),
+          file=sys.stderr)
+    return 1
+
+
+def _check_outputs(paths: Sequence, inputs: Sequence, overwrite: bool,
+                   free_bytes: int = 0) -> list[Path]:
+    """Every output of a command checked before any work (see :mod:`hnet_dna.outputs`), plus
+    a rough free-space estimate for all of them together."""
+    checked = check_outputs(paths, inputs=[i for i in inputs if i is not None],
+                            overwrite=overwrite)
+    if checked and free_bytes > 0:
+        check_output(checked[0], inputs=[], overwrite=True, min_free_bytes=free_bytes,
+                     what="outputs starting with")
+    return checked
 
 
 # ---------------------------------------------------------------------------- embed
 def _embed_parser() -> argparse.ArgumentParser:
     from .embeddings import POOLS
 
-    p = argparse.ArgumentParser(prog="hnet-dna embed", description=(
+    p = _parser("hnet-dna embed", (
         "Pooled (and optionally per-base) embeddings of BED intervals of a FASTA, or of the "
         "sequences of a CSV/TSV (column 'sequence', optional 'name'), plus learned chunk "
-        "boundaries as a BED track."))
+        "boundaries as a BED track. Minus-strand BED regions (column 6) are embedded as their "
+        "reverse complement."))
     _common(p)
     src = p.add_argument_group("input (FASTA + BED, or a sequence table)")
-    src.add_argument("--fasta")
-    src.add_argument("--bed", help="intervals (0-based BED); needs --fasta")
+    src.add_argument("--fasta", help="reference FASTA (plain or bgzip) for --bed")
+    src.add_argument("--bed", help="intervals (0-based BED; strand in column 6); needs --fasta")
     src.add_argument("--sequences", help="CSV/TSV with a 'sequence' column")
     p.add_argument("--out", required=True,
                    help="output: NAME.parquet, or NAME.npy (+ NAME.index.tsv)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--depth", action="append",
                    help="encoder.S | main | decoder.S | final (repeatable; default final)")
-    p.add_argument("--pool", choices=POOLS, default="mean")
+    p.add_argument("--pool", choices=POOLS, default="mean", help="how bases are pooled")
     p.add_argument("--strand-average", action="store_true",
                    help="average forward and reverse-complement embeddings per base")
-    p.add_argument("--window", type=int, default=1024,
+    p.add_argument("--window", type=_window, default=1024,
                    help="bases per forward pass; longer sequences use sliding windows")
     p.add_argument("--overlap", type=int, default=256,
                    help="left context overlap between sliding windows (see embeddings docs)")
@@ -82,38 +188,119 @@ def _embed_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_window(p: argparse.ArgumentParser, window: int, overlap: int) -> None:
+    if not 0 <= overlap < window:
+        p.error(f"--overlap must be >= 0 and smaller than --window ({window}), got {overlap}")
+
+
 def main_embed(argv: Sequence[str] | None = None) -> int:
     """``hnet-dna embed``; returns the exit code."""
     return _run(_main_embed, argv)
 
 
 def _main_embed(argv: Sequence[str] | None) -> int:
-    from .embed_io import EmbeddingWriter, iter_inputs
+    from contextlib import ExitStack
+
+    from hnet_dna.outputs import atomic_output
+
+    from .embed_io import EmbeddingWriter, iter_inputs, output_paths
     from .embeddings import Embedder, boundaries, write_boundaries_bed
     from .runner import ModelRunner, load_model
 
-    args = _embed_parser().parse_args(argv)
+    p = _embed_parser()
+    args = p.parse_args(argv)
     _setup_logging(args.verbose)
+    _check_window(p, args.window, args.overlap)
+    depths = args.depth or ["final"]
     inputs, total = iter_inputs(args.fasta, args.bed, args.sequences)
     model = load_model(args.model, _device(args.device))
-    embedder = Embedder(ModelRunner(model, args.batch_size), args.depth or ["final"], args.pool,
+    embedder = Embedder(ModelRunner(model, args.batch_size), depths, args.pool,
                         args.strand_average, args.window, args.overlap, args.per_base,
                         progress=not args.no_progress)
-    writer = EmbeddingWriter(args.out, {d: embedder.dim(d) for d in embedder.depths},
-                             per_base_total=total.bases if args.per_base else None)
+    dims = {d: embedder.dim(d) for d in embedder.depths}
+    # every output checked (and a rough size estimate) before any compute
+    written = output_paths(args.out, depths, args.per_base)
+    outs = written + ([Path(args.boundaries_bed)] if args.boundaries_bed else [])
+    per_base_bytes = total.bases * sum(dims.values()) * 4 if args.per_base else 0
+    source = [args.fasta, args.bed, args.sequences]
+    source += [f"{args.fasta}.{ext}" for ext in ("fai", "gzi") if args.fasta]
+    _check_outputs(outs, source, args.overwrite,
+                   per_base_bytes + total.count * sum(dims.values()) * 4)
     bounds = []
-    for item, emb in zip(inputs.records, embedder.embed(inputs.sequences(), total.count),
-                         strict=True):
-        writer.add(item, emb)
+    with ExitStack() as stack:
+        tmp = {path: stack.enter_context(atomic_output(path)) for path in written}
+        writer = EmbeddingWriter(args.out, dims, total.bases if args.per_base else None,
+                                 target=tmp.__getitem__)
+        for item, emb in zip(inputs.records, embedder.embed(inputs.sequences(), total.count),
+                             strict=True):
+            writer.add(item, emb)
+            if args.boundaries_bed:
+                bounds += boundaries(emb, item.contig, item.start, item.strand)
+        paths = [str(x) for x in writer.close()]
         if args.boundaries_bed:
-            bounds += boundaries(emb, item.contig, item.start)
-    paths = writer.close()
-    if args.boundaries_bed:
-        n = write_boundaries_bed(args.boundaries_bed, bounds)
-        paths.append(f"{args.boundaries_bed} ({n} boundaries)")
+            n = write_boundaries_bed(args.boundaries_bed, bounds)
+            paths.append(f"{args.boundaries_bed} ({n} boundaries)")
     print(f"embedded {total.count} sequences, {embedder.bases} bases in "
           f"{embedder.seconds:.1f} s ({embedder.bases_per_second:.0f} bases/s)")
-    print("wrote " + ", ".join(map(str, paths)))
+    print("wrote " + ", ".join(paths))
+    return 0
+
+
+# ---------------------------------------------------------------------------- track
+def _track_parser() -> argparse.ArgumentParser:
+    p = _parser("hnet-dna track", (
+        "Genome-browser tracks: per-base log-likelihood (forward and strand-averaged) and "
+        "per-stage boundary probability as bedGraph + bigWig, and the learned chunk "
+        "boundaries as sorted, bgzipped, tabix-indexed BED6 per stage and strand."))
+    _common(p)
+    p.add_argument("--fasta", required=True, help="reference FASTA (plain or bgzip)")
+    p.add_argument("--bed", help="regions to track (disjoint; default: every whole contig)")
+    p.add_argument("--out", required=True,
+                   help="output prefix: PREFIX.logp.fwd.bedGraph, PREFIX.logp.fwd.bw, ...")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--window", type=_window, default=1024,
+                   help="bases per forward pass; longer regions use sliding windows")
+    p.add_argument("--overlap", type=int, default=256,
+                   help="left context overlap between sliding windows")
+    p.add_argument("--forward-only", action="store_true",
+                   help="forward strand only (half the work; no .mean / .rev / minus tracks)")
+    p.add_argument("--no-bigwig", action="store_true", help="bedGraph only")
+    return p
+
+
+def main_track(argv: Sequence[str] | None = None) -> int:
+    """``hnet-dna track``; returns the exit code."""
+    return _run(_main_track, argv)
+
+
+def _main_track(argv: Sequence[str] | None) -> int:
+    from hnet_dna.genomics.fasta import Genome
+
+    from .embeddings import Embedder
+    from .runner import ModelRunner, load_model
+    from .tracks import BYTES_PER_BASE, signal_names, track_outputs, track_regions, write_tracks
+
+    p = _track_parser()
+    args = p.parse_args(argv)
+    _setup_logging(args.verbose)
+    _check_window(p, args.window, args.overlap)
+    genome = Genome(args.fasta)
+    regions = track_regions(genome, args.bed)
+    model = load_model(args.model, _device(args.device))
+    stages, both = model.config.num_stages, not args.forward_only
+    outs = track_outputs(args.out, stages, both, bigwig=not args.no_bigwig)
+    bases = sum(r.end - r.start for r in regions)
+    _check_outputs(outs, [args.fasta, f"{args.fasta}.fai", f"{args.fasta}.gzi", args.bed],
+                   args.overwrite,
+                   bases * BYTES_PER_BASE * len(signal_names(stages, both)))
+    embedder = Embedder(ModelRunner(model, args.batch_size), [], "mean", both, args.window,
+                        args.overlap, progress=not args.no_progress, logp=True)
+    lines = write_tracks(embedder, genome, regions, args.out, bigwig=not args.no_bigwig)
+    print(f"tracked {len(regions)} regions, {bases} bases in {embedder.seconds:.1f} s "
+          f"({embedder.bases_per_second:.0f} bases/s)")
+    for name, n in lines.items():
+        print(f"  {args.out}.{name}: {n} lines")
+    print(f"wrote {len(outs)} files: " + ", ".join(str(o) for o in outs))
     return 0
 
 
@@ -202,7 +389,7 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
         print(score_aucs(labelled))
     if args.label_column:
         if args.label_column not in table.columns:
-            raise KeyError(f"--label-column {args.label_column!r} is not in the table; "
+            raise InputError(f"--label-column {args.label_column!r} is not in the table; "
                            "copy it with --info")
         print(score_aucs(table.with_columns(pl.col(args.label_column).cast(pl.Int64)),
                          label=args.label_column))
@@ -221,32 +408,44 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
 def _probe_parser() -> argparse.ArgumentParser:
     from .probing import HEADS
     from .task_builders import TASK_KINDS
+    from .tasks import TASK_ROOT_ENV
 
-    p = argparse.ArgumentParser(prog="hnet-dna probe", description=(
+    p = _parser("hnet-dna probe", (
         "Probe frozen embeddings (logistic regression, MLP) against a k-mer baseline and a "
-        "random-init control on the same splits; optionally fine-tune."))
+        "random-init control on the same splits; optionally fine-tune. Several --task give one "
+        "summary table."))
     _common(p, model_required=False)
-    p.add_argument("--task", help="csv:FOLDER (train/dev/test.csv) or gb:FOLDER (Genomic "
-                                  f"Benchmarks), or build:KIND with KIND in {TASK_KINDS}")
+    p.add_argument("--task", action="append", required=True, metavar="SPEC",
+                   help="required, repeatable: csv:FOLDER (train/dev/test.csv), gb:FOLDER "
+                        "(Genomic Benchmarks), gue:NAME or nt:NAME (under --task-root), or "
+                        f"build:KIND with KIND in {TASK_KINDS}")
+    p.add_argument("--task-root", default=None,
+                   help=f"folder holding GUE / NT task folders (default: ${TASK_ROOT_ENV})")
     p.add_argument("--fasta", help="genome for build:KIND")
     p.add_argument("--gff", help="annotation for build:KIND")
-    p.add_argument("--task-window", type=int, default=200, help="build: window length")
-    p.add_argument("--max-per-class", type=int, help="build: cap per class and split")
-    p.add_argument("--block", type=int, default=20_000, help="build: split block size")
+    p.add_argument("--task-window", type=_positive_int, default=200,
+                   help="build: window length")
+    p.add_argument("--max-per-class", type=_positive_int, help="build: cap per class and split")
+    p.add_argument("--block", type=_positive_int, default=20_000, help="build: split block size")
     p.add_argument("--random-init", action="store_true",
                    help="also probe a randomly initialised model of the same architecture")
     p.add_argument("--no-kmer", action="store_true", help="skip the k-mer baseline")
-    p.add_argument("--kmer-k", default="4,5,6", help="k values of the baseline")
-    p.add_argument("--heads", default=",".join(HEADS))
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--kmer-k", default="4,5,6",
+                   help="comma-separated k values of the baseline (each 1-8)")
+    p.add_argument("--heads", default=",".join(HEADS), help=f"comma-separated, of {HEADS}")
+    p.add_argument("--seeds", type=_positive_int, default=3,
+                   help="seeds per head (logreg with a dev split is deterministic: one fit)")
     p.add_argument("--depth", action="append", help="embedding depth(s); default final")
-    p.add_argument("--pool", default="mean")
-    p.add_argument("--strand-average", action="store_true")
-    p.add_argument("--window", type=int, default=1024, help="embedding window")
+    p.add_argument("--pool", default="mean", help="mean | chunk_mean | last")
+    p.add_argument("--strand-average", action="store_true",
+                   help="average forward and reverse-complement embeddings")
+    p.add_argument("--window", type=_window, default=1024, help="embedding window")
     p.add_argument("--finetune-epochs", type=int, default=0,
                    help="also fine-tune the model end to end (0 = off)")
-    p.add_argument("--finetune-lr", type=float, default=3e-4)
-    p.add_argument("--out", help="per-seed results (.parquet); the summary is printed")
+    p.add_argument("--finetune-lr", type=float, default=3e-4, help="fine-tuning learning rate")
+    p.add_argument("--out", help="per-seed results of every task (.parquet); the summary is "
+                                 "printed")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return p
 
 
@@ -256,26 +455,41 @@ def main_probe(argv: Sequence[str] | None = None) -> int:
 
 
 def _main_probe(argv: Sequence[str] | None) -> int:
-    from .embeddings import Embedder
-    from .kmer_features import kmer_features
-    from .probing import embed_task, finetune, probe_features, summarize
+    from hnet_dna.outputs import atomic_output
+
+    from .embeddings import POOLS, Embedder
+    from .kmer_features import check_ks, kmer_features
+    from .probing import HEADS, embed_task, finetune, probe_features, summarize
     from .runner import ModelRunner, load_model, random_init_model
 
     p = _probe_parser()
     args = p.parse_args(argv)
     _setup_logging(args.verbose)
-    if not args.task:
-        p.error("--task is required")
-    task = _load_probe_task(args, p)
-    print(f"task {task.name}: {task.summary()}")
     heads = [h for h in args.heads.split(",") if h]
-    seeds = list(range(args.seeds))
-    labels = {s: sp.labels for s, sp in task.splits.items()}
-    rows: list[dict] = []
-    if not args.no_kmer:
-        ks = [int(k) for k in args.kmer_k.split(",")]
-        feats = {s: kmer_features(sp.sequences, ks) for s, sp in task.splits.items()}
-        rows += probe_features(f"kmer{''.join(map(str, ks))}", feats, labels, heads, seeds)
+    if not heads or set(heads) - set(HEADS):
+        p.error(f"--heads: choose from {HEADS}, got {args.heads!r}")
+    if args.pool not in POOLS:
+        p.error(f"--pool: choose from {POOLS}, got {args.pool!r}")
+    try:
+        ks = check_ks(int(k) for k in args.kmer_k.split(","))
+    except ValueError as err:  # not integers, or out of range
+        p.error(str(err) if isinstance(err, InputError) else
+                f"--kmer-k: comma-separated integers, got {args.kmer_k!r}")
+    if args.finetune_epochs < 0:
+        p.error("--finetune-epochs must be >= 0")
+    if not args.model and (args.random_init or args.finetune_epochs):
+        p.error("--random-init and --finetune-epochs need --model")
+    if not args.model and args.no_kmer:
+        p.error("nothing to probe: give --model and/or keep the k-mer baseline")
+    # every task read and checked, and the output checked, before any compute
+    tasks = [_load_probe_task(spec, args, p) for spec in args.task]
+    for task in tasks:
+        task.require_every_class()
+    if args.out:
+        if Path(args.out).suffix != ".parquet":
+            p.error(f"--out must end in .parquet, got {args.out}")
+        sources = [src for t in tasks for src in t.sources.values()]
+        _check_outputs([args.out], [*sources, args.fasta, args.gff], args.overwrite)
     models = []
     if args.model:
         device = _device(args.device)
@@ -283,48 +497,60 @@ def _main_probe(argv: Sequence[str] | None) -> int:
         models.append(("hnet", model))
         if args.random_init:
             models.append(("hnet_random_init", random_init_model(model.config, 0, device)))
-    elif args.random_init or args.finetune_epochs:
-        p.error("--random-init and --finetune-epochs need --model")
-    for name, model in models:
-        embedder = Embedder(ModelRunner(model, args.batch_size), args.depth or ["final"],
-                            args.pool, args.strand_average, args.window, min(256, args.window - 1),
-                            progress=not args.no_progress)
-        feats = embed_task(embedder, task)
-        print(f"{name}: embedded at {embedder.bases_per_second:.0f} bases/s")
-        rows += probe_features(name, feats, labels, heads, seeds)
-        if args.finetune_epochs:
-            for seed in seeds:
-                m = finetune(model, task, args.finetune_epochs, args.finetune_lr,
-                             args.batch_size, seed=seed, progress=not args.no_progress)
-                rows.append({"features": name, "head": "finetune", "seed": seed, **m})
-    if not rows:
-        p.error("nothing to probe: give --model and/or keep the k-mer baseline")
+    seeds = list(range(args.seeds))
+    progress = not args.no_progress
+    rows: list[dict] = []
+    for task in tasks:
+        print(f"task {task.name}: {task.summary()}")
+        labels = {s: sp.labels for s, sp in task.splits.items()}
+        task_rows: list[dict] = []
+        if not args.no_kmer:
+            feats = {s: kmer_features(sp.sequences, ks) for s, sp in task.splits.items()}
+            task_rows += probe_features(f"kmer{''.join(map(str, ks))}", feats, labels, heads,
+                                        seeds, progress=progress)
+        for name, model in models:
+            embedder = Embedder(ModelRunner(model, args.batch_size), args.depth or ["final"],
+                                args.pool, args.strand_average, args.window,
+                                min(256, args.window // 4), progress=progress)
+            feats = embed_task(embedder, task)
+            print(f"{name}: embedded at {embedder.bases_per_second:.0f} bases/s")
+            task_rows += probe_features(name, feats, labels, heads, seeds, progress=progress)
+            if args.finetune_epochs:
+                for seed in seeds:
+                    m = finetune(model, task, args.finetune_epochs, args.finetune_lr,
+                                 args.batch_size, seed=seed, progress=progress)
+                    task_rows.append({"features": name, "head": "finetune", "seed": seed, **m})
+        rows += [{"task": task.name, **r} for r in task_rows]
     table = pl.DataFrame(rows)
     if args.out:
-        table.write_parquet(args.out)
-    with pl.Config(tbl_cols=-1, tbl_width_chars=200, float_precision=4):
+        with atomic_output(args.out) as tmp:
+            table.write_parquet(tmp)
+    with pl.Config(tbl_cols=-1, tbl_width_chars=200, float_precision=4, tbl_rows=-1):
         print(summarize(table))
     return 0
 
 
-def _load_probe_task(args, p: argparse.ArgumentParser):
+def _load_probe_task(spec: str, args, p: argparse.ArgumentParser):
     from .tasks import load_task
 
-    if args.task.startswith("build:"):
+    if spec.startswith("build:"):
         from hnet_dna.genomics.fasta import Genome
 
-        from .task_builders import build_task
+        from .task_builders import TASK_KINDS, build_task
 
+        kind = spec.split(":", 1)[1]
+        if kind not in TASK_KINDS:
+            p.error(f"--task {spec}: choose build:KIND with KIND in {TASK_KINDS}")
         if not (args.fasta and args.gff):
             p.error("build:KIND needs --fasta and --gff")
-        return build_task(args.task.split(":", 1)[1], Genome(args.fasta), args.gff,
-                          window=args.task_window, block=args.block,
-                          max_per_class=args.max_per_class)
-    return load_task(args.task)
+        return build_task(kind, Genome(args.fasta), args.gff, window=args.task_window,
+                          block=args.block, max_per_class=args.max_per_class)
+    return load_task(spec, args.task_root)
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m hnet_dna.evaluation.cli
-    commands = {"embed": main_embed, "score-variants": main_score_variants, "probe": main_probe}
+    commands = {"embed": main_embed, "track": main_track, "score-variants": main_score_variants,
+                "probe": main_probe}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(f"usage: python -m hnet_dna.evaluation.cli {{{','.join(commands)}}} ...")
         sys.exit(2)

@@ -1,31 +1,40 @@
 """Inputs and outputs of ``hnet-dna embed``.
 
 Inputs: a FASTA with BED intervals (``genomics.read_bed``, errors name the line) or a CSV/TSV
-with a ``sequence`` column (optional ``name``/``id``).
+with a ``sequence`` column (optional ``name``/``id``). A BED region with ``-`` in the strand
+column (6th) is embedded as the reverse complement, i.e. in its own reading direction: per-base
+rows run from the region's end to its start, and its boundaries are mapped back to genome
+positions with the strands swapped.
 
 Outputs:
 
-* ``NAME.parquet``: one row per sequence, columns ``name, contig, start, end, length`` and one
-  ``emb_<depth>`` fixed-size float32 array column per depth;
+* ``NAME.parquet``: one row per sequence, columns ``name, contig, start, end, strand, length``
+  and one ``emb_<depth>`` fixed-size float32 array column per depth;
 * ``NAME.npy``: ``(n, D)`` float32 of the only depth (``NAME.<depth>.npy`` for several) plus
   ``NAME.index.tsv`` with the row metadata;
 * with per-base output, ``NAME.<depth>.per_base.npy``: ``(total bases, D)`` float32, the rows of
   sequence ``i`` starting at the index column ``offset``.
+
+Every output is written to a temporary file beside it and renamed into place at the end
+(:func:`hnet_dna.outputs.atomic_output`); :func:`output_paths` lists them so the command can
+check them all before any work.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from hnet_dna.genomics.alphabet import encode
+from hnet_dna.errors import InputError
+from hnet_dna.genomics.alphabet import encode, reverse_complement
 from hnet_dna.genomics.fasta import Genome
-from hnet_dna.genomics.intervals import read_bed
+from hnet_dna.genomics.intervals import BedFormatError, read_bed
 
 from .embeddings import Embedding
 from .tasks import read_sequence_table
@@ -37,6 +46,7 @@ class InputRecord:
     contig: str  # for table inputs: the sequence name (BED tracks then use it as chrom)
     start: int
     end: int
+    strand: str = "+"  # '-': the reverse complement of contig[start:end] is embedded
 
 
 @dataclass
@@ -53,23 +63,48 @@ class Inputs:
     def sequences(self) -> Iterator[tuple[str, np.ndarray]]:
         for i, rec in enumerate(self.records):
             if self._genome is not None:
-                yield rec.name, self._genome.fetch_encoded(rec.contig, rec.start, rec.end)[0]
+                ids = self._genome.fetch_encoded(rec.contig, rec.start, rec.end)[0]
+                yield rec.name, reverse_complement(ids) if rec.strand == "-" else ids
             else:
                 yield rec.name, encode(self._seqs[i])[0]
+
+
+def read_bed_strands(path: str | os.PathLike) -> list[str]:
+    """The strand column (6th) of every data line of a BED, in order: ``+``, ``-``, or ``+``
+    where the column is absent or ``.``; anything else raises :class:`BedFormatError`.
+
+    The data lines are those :func:`hnet_dna.genomics.intervals.read_bed` reads (blank,
+    ``#``, ``track`` and ``browser`` lines skipped), so the lists line up.
+    """
+    strands = []
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            strand = fields[5] if len(fields) > 5 else "."
+            if strand not in ("+", "-", "."):
+                raise BedFormatError(f"{path}:{lineno}: strand (column 6) must be +, - or ., "
+                                     f"got {strand!r}")
+            strands.append("-" if strand == "-" else "+")
+    return strands
 
 
 def iter_inputs(fasta: str | None, bed: str | None, sequences: str | None
                 ) -> tuple[Inputs, Totals]:
     """The records to embed, from FASTA + BED or from a sequence table (exactly one)."""
     if (sequences is None) == (bed is None):
-        raise ValueError("give either --fasta with --bed, or --sequences")
+        raise InputError("give either --fasta with --bed, or --sequences")
     if bed is not None:
         if fasta is None:
-            raise ValueError("--bed needs --fasta")
+            raise InputError("--bed needs --fasta")
         genome = Genome(fasta)
         ivs = read_bed(bed, genome.contigs)
-        records = [InputRecord(iv.label or f"{iv.contig}:{iv.start}-{iv.end}", iv.contig,
-                               iv.start, iv.end) for iv in ivs]
+        strands = read_bed_strands(bed)
+        records = [InputRecord(iv.label or f"{iv.contig}:{iv.start}-{iv.end}({strand})",
+                               iv.contig, iv.start, iv.end, strand)
+                   for iv, strand in zip(ivs, strands, strict=True)]
         inputs = Inputs(records, genome, None)
     else:
         df = read_sequence_table(sequences)
@@ -82,15 +117,38 @@ def iter_inputs(fasta: str | None, bed: str | None, sequences: str | None
     return inputs, Totals(len(records), sum(r.end - r.start for r in records))
 
 
+def output_paths(out: str | os.PathLike, depths: Sequence[str], per_base: bool) -> list[Path]:
+    """Every file :class:`EmbeddingWriter` writes for ``out`` (checked before any work)."""
+    out = Path(out)
+    if out.suffix not in (".parquet", ".npy"):
+        raise InputError(f"--out must end in .parquet or .npy, got {out}")
+
+    def sib(suffix: str) -> Path:
+        return out.with_name(out.stem + suffix)
+
+    if out.suffix == ".parquet":
+        paths = [out]
+    else:
+        paths = [out] if len(depths) == 1 else [sib(f".{d}.npy") for d in depths]
+        paths.append(sib(".index.tsv"))
+    if per_base:
+        paths += [sib(f".{d}.per_base.npy") for d in depths]
+    return paths
+
+
 class EmbeddingWriter:
-    """Collect pooled vectors (and stream per-base rows into memory-mapped ``.npy``)."""
+    """Collect pooled vectors (and stream per-base rows into memory-mapped ``.npy``).
+
+    ``target(path)`` gives the file to actually write for output ``path`` (the command passes
+    the temporaries of :func:`hnet_dna.outputs.atomic_output`); by default ``path`` itself.
+    """
 
     def __init__(self, out: str | os.PathLike, dims: dict[str, int],
-                 per_base_total: int | None = None) -> None:
+                 per_base_total: int | None = None,
+                 target: Callable[[Path], Path] | None = None) -> None:
         self.out = Path(out)
-        if self.out.suffix not in (".parquet", ".npy"):
-            raise ValueError(f"--out must end in .parquet or .npy, got {self.out}")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.paths = output_paths(self.out, list(dims), per_base_total is not None)
+        self.target = target or (lambda p: p)
         self.dims = dims
         self.rows: list[dict] = []
         self.pooled: dict[str, list[np.ndarray]] = {d: [] for d in dims}
@@ -99,7 +157,7 @@ class EmbeddingWriter:
         if per_base_total is not None:
             for d, dim in dims.items():
                 self.per_base[d] = np.lib.format.open_memmap(
-                    self._path(f".{d}.per_base.npy"), mode="w+", dtype=np.float32,
+                    self.target(self._path(f".{d}.per_base.npy")), mode="w+", dtype=np.float32,
                     shape=(per_base_total, dim))
 
     def _path(self, suffix: str) -> Path:
@@ -107,7 +165,7 @@ class EmbeddingWriter:
 
     def add(self, rec: InputRecord, emb: Embedding) -> None:
         row = {"name": rec.name, "contig": rec.contig, "start": rec.start, "end": rec.end,
-               "length": emb.length}
+               "strand": rec.strand, "length": emb.length}
         if self.per_base:
             row["offset"] = self.offset
             for d, arr in self.per_base.items():
@@ -118,23 +176,21 @@ class EmbeddingWriter:
             self.pooled[d].append(emb.pooled[d])
 
     def close(self) -> list[Path]:
-        written = []
         index = pl.DataFrame(self.rows) if self.rows else pl.DataFrame()
         if self.out.suffix == ".parquet":
             cols = [pl.Series(f"emb_{d}", np.stack(v) if v else np.zeros((0, self.dims[d]),
                                                                          np.float32),
                               dtype=pl.Array(pl.Float32, self.dims[d]))
                     for d, v in self.pooled.items()]
-            index.with_columns(cols).write_parquet(self.out)
-            written.append(self.out)
+            index.with_columns(cols).write_parquet(self.target(self.out))
         else:
             for d, v in self.pooled.items():
                 path = self.out if len(self.dims) == 1 else self._path(f".{d}.npy")
-                np.save(path, np.stack(v).astype(np.float32))
-                written.append(path)
-            index.write_csv(self._path(".index.tsv"), separator="\t")
-            written.append(self._path(".index.tsv"))
-        for d, arr in self.per_base.items():
+                # a file object: np.save would append ".npy" to a temporary's name
+                with open(self.target(path), "wb") as fh:
+                    np.save(fh, np.stack(v).astype(np.float32))
+            index.write_csv(self.target(self._path(".index.tsv")), separator="\t")
+        for arr in self.per_base.values():
             arr.flush()
-            written.append(self._path(f".{d}.per_base.npy"))
-        return written
+        self.per_base = {}  # drop the memory maps before the files are renamed
+        return self.paths

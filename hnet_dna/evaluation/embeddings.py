@@ -31,7 +31,9 @@ from typing import Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import reverse_complement
+from hnet_dna.outputs import atomic_output
 
 from .runner import ModelRunner, WindowOutput, depth_level
 
@@ -54,7 +56,8 @@ class WindowPlan:
 def plan_windows(length: int, window: int, overlap: int) -> list[WindowPlan]:
     """Windows covering ``length`` bases with the stitching rule of the module docstring."""
     if window < 1 or not 0 <= overlap < window:
-        raise ValueError(f"need window >= 1 and 0 <= overlap < window, got {window}, {overlap}")
+        raise InputError(f"need --window >= 1 and 0 <= --overlap < --window, got window "
+                         f"{window}, overlap {overlap}")
     if length <= window:
         return [WindowPlan(0, length, 0)]
     plans: list[WindowPlan] = []
@@ -120,7 +123,7 @@ def pool_strand(features: np.ndarray, chunk_starts: np.ndarray | None, how: str,
         sums = np.add.reduceat(feats, first, axis=0)
         counts = np.diff(np.append(first, len(feats)))[:, None]
         return (sums / counts).mean(0)
-    raise ValueError(f"unknown pool {how!r}; choose from {POOLS}")
+    raise InputError(f"unknown pool {how!r}; choose from {POOLS}")
 
 
 # ---------------------------------------------------------------------------- results
@@ -151,15 +154,17 @@ class Embedder:
         per_base: bool = False,
         group_bases: int = 1 << 16,
         progress: bool = True,
+        logp: bool = False,
     ) -> None:
         if pool not in POOLS:
-            raise ValueError(f"unknown pool {pool!r}; choose from {POOLS}")
+            raise InputError(f"unknown pool {pool!r}; choose from {POOLS}")
         for d in depths:
             depth_level(d, runner.config)  # fail before any work
         plan_windows(window + 1, window, overlap)  # validates window/overlap
         self.runner, self.depths, self.pool = runner, list(depths), pool
         self.strand_average, self.window, self.overlap = strand_average, window, overlap
         self.per_base, self.group_bases, self.progress = per_base, group_bases, progress
+        self.logp = logp  # keep log p(base | left context) per strand (for tracks)
         self.bases = 0
         self.seconds = 0.0
 
@@ -182,7 +187,7 @@ class Embedder:
         size = 0
         for name, ids in sequences:
             if len(ids) == 0:
-                raise ValueError(f"sequence {name!r} is empty")
+                raise InputError(f"sequence {name!r} is empty")
             group.append((name, np.asarray(ids)))
             size += len(ids) * (2 if self.strand_average else 1)
             if size >= self.group_bases:
@@ -206,7 +211,7 @@ class Embedder:
                 seq = reverse_complement(ids) if rev else ids
                 plans_of.append((len(jobs), plans))
                 jobs.extend(seq[p.start:p.end] for p in plans)
-        outputs = self.runner.run(jobs, self.depths, logp=False)
+        outputs = self.runner.run(jobs, self.depths, logp=self.logp)
         results = []
         for g, (name, ids) in enumerate(group):
             per_strand = []
@@ -245,31 +250,43 @@ class Boundary:
     strand: str = "+"
 
 
-def boundaries(emb: Embedding, contig: str, offset: int = 0) -> list[Boundary]:
-    """Boundaries of every stage and strand of ``emb``; base ``t`` is at ``offset + t``."""
+def boundaries(emb: Embedding, contig: str, offset: int = 0, region_strand: str = "+"
+               ) -> list[Boundary]:
+    """Boundaries of every stage and strand of ``emb``; base ``t`` is at ``offset + t``.
+
+    ``region_strand='-'``: ``emb`` is of the reverse complement of ``contig[offset:offset+L]``
+    (a minus-strand BED region), so base ``t`` is at ``offset + L - 1 - t`` and the strands swap.
+    """
     out = []
+    minus = region_strand == "-"
     for s, strand in enumerate(emb.strands):
+        genomic = "-" if bool(s) != minus else "+"
         for stage, (starts, probs) in enumerate(zip(strand.chunk_start, strand.boundary_prob,
                                                     strict=True)):
             for t in np.flatnonzero(starts):
-                out.append(Boundary(contig, offset + int(t), stage, float(probs[t]),
-                                    "-" if s else "+"))
+                pos = offset + emb.length - 1 - int(t) if minus else offset + int(t)
+                out.append(Boundary(contig, pos, stage, float(probs[t]), genomic))
     return out
+
+
+def boundary_line(b: Boundary) -> str:
+    """BED6 line: ``contig, pos, pos + 1, s<stage>:<p>, round(1000 p), strand``."""
+    return (f"{b.contig}\t{b.position}\t{b.position + 1}\ts{b.stage}:{b.prob:.4f}\t"
+            f"{round(1000 * b.prob)}\t{b.strand}\n")
 
 
 def write_boundaries_bed(path, records: Iterable[Boundary], track_name: str = "hnet_boundaries"
                          ) -> int:
-    """Write a BED6 track: ``contig, pos, pos + 1, s<stage>:<p>, round(1000 p), strand``.
+    """Write a BED6 track of :func:`boundary_line` lines, sorted, through a temporary file.
 
     The name keeps p to 4 decimals and the score scales it to 0-1000 so browsers shade
     boundaries by confidence (``useScore=1``). Returns the number of lines written.
     """
     n = 0
-    with open(path, "w") as fh:
+    with atomic_output(path) as tmp, open(tmp, "w") as fh:
         fh.write(f'track name={track_name} description="H-Net chunk boundaries" useScore=1\n')
         for b in sorted(records, key=lambda b: (b.contig, b.position, b.stage, b.strand)):
-            fh.write(f"{b.contig}\t{b.position}\t{b.position + 1}\ts{b.stage}:{b.prob:.4f}\t"
-                     f"{round(1000 * b.prob)}\t{b.strand}\n")
+            fh.write(boundary_line(b))
             n += 1
     return n
 
@@ -287,5 +304,5 @@ def read_boundaries_bed(path) -> list[Boundary]:
                 out.append(Boundary(f[0], int(f[1]), int(stage_s.lstrip("s")), float(prob_s),
                                     f[5]))
             except (IndexError, ValueError) as err:
-                raise ValueError(f"{path}:{lineno}: not an H-Net boundary line ({err})") from None
+                raise InputError(f"{path}:{lineno}: not an H-Net boundary line ({err})") from None
     return out

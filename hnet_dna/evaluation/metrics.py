@@ -15,6 +15,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from hnet_dna.errors import InputError
+
 # +1: a higher score should mean "positive" (e.g. rare / deleterious); -1: a lower one should.
 SCORE_DIRECTIONS: dict[str, int] = {
     "llr": -1, "llr_fwd": -1, "llr_rev": -1, "llr_mean": -1, "cos_dist": 1, "l2_dist": 1,
@@ -27,7 +29,7 @@ def parse_rule(rule: str) -> pl.Expr:
     """``"AF<0.001"`` or ``"consequence==missense"`` -> a polars boolean expression."""
     m = _RULE.match(rule)
     if not m:
-        raise ValueError(f"bad label rule {rule!r}: expected FIELD OP VALUE, OP one of "
+        raise InputError(f"bad label rule {rule!r}: expected FIELD OP VALUE, OP one of "
                          f"{list(_OPS)}")
     field, op, raw = m.groups()
     try:
@@ -46,12 +48,12 @@ def label_by_rules(table: pl.DataFrame, positive: str, negative: str,
     for rule in (positive, negative):
         field = _RULE.match(rule).group(1) if _RULE.match(rule) else rule
         if field not in table.columns:
-            raise KeyError(f"label rule {rule!r}: no column {field!r} "
+            raise InputError(f"label rule {rule!r}: no column {field!r} "
                            f"(columns: {table.columns})")
     pos, neg = parse_rule(positive).fill_null(False), parse_rule(negative).fill_null(False)
     both = table.filter(pos & neg).height
     if both:
-        raise ValueError(f"{both} rows match both {positive!r} and {negative!r}")
+        raise InputError(f"{both} rows match both {positive!r} and {negative!r}")
     return table.with_columns(
         pl.when(pos).then(1).when(neg).then(0).otherwise(None).alias(name)
     )
@@ -99,14 +101,22 @@ def pairwise_class_aurocs(table: pl.DataFrame, column: str, score: str,
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
                            proba: np.ndarray | None = None) -> dict[str, float]:
     """MCC, accuracy, macro-F1 and AUROC (binary: on P(class 1); multiclass: one-vs-rest
-    macro). AUROC is NaN when the test set holds a single class."""
+    macro).
+
+    With a single class in ``y_true`` only accuracy is defined: MCC, macro-F1 and AUROC are
+    NaN (scikit-learn would report a perfect F1 and MCC 0 for a constant prediction of it).
+    """
     out = {
-        "mcc": float(matthews_corrcoef(y_true, y_pred)),
+        "mcc": float("nan"),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro")),
+        "macro_f1": float("nan"),
         "auroc": float("nan"),
     }
-    if proba is not None and len(np.unique(y_true)) > 1:
+    if len(np.unique(y_true)) < 2:
+        return out
+    out["mcc"] = float(matthews_corrcoef(y_true, y_pred))
+    out["macro_f1"] = float(f1_score(y_true, y_pred, average="macro"))
+    if proba is not None:
         if proba.shape[1] == 2:
             out["auroc"] = float(roc_auc_score(y_true, proba[:, 1]))
         else:

@@ -1,13 +1,19 @@
 """Probes on frozen features (scikit-learn) and full fine-tuning with a classification head.
 
-* ``logreg``: standardised features, L2 logistic regression with C chosen by stratified 5-fold
-  cross-validation on the training split (log-loss), refit on all of it.
-* ``mlp``: standardised features, one hidden layer of 256 ReLU units, early stopping on 10 % of
-  the training split.
+* ``logreg``: L2 logistic regression on standardised features (sparse k-mer frequencies are
+  scaled per column without centring, which keeps them sparse and, with the unpenalised
+  intercept, fits the same model). The inverse regularisation C (grid ``CS``) is
+  chosen on the ``dev`` split when the task has one (one fit per C on train, warm-started from
+  the previous C, best dev log-loss wins; no refit), else by stratified 5-fold cross-validation
+  on train (log-loss) and refit on all of it. Fits stop when the loss changes by less than
+  ``tol`` (lbfgs), at most ``MAX_ITER`` iterations.
+* ``mlp``: standardised features (as above), one hidden layer of 256 ReLU units, early
+  stopping on 10 % of the training split.
 
-Both are fitted on ``train`` and scored on ``test`` (``dev`` is used by fine-tuning for model
-selection). A seed changes the CV folds / MLP initialisation, so the spread over seeds is the
-probe's own variance; features are computed once.
+Both are fitted on ``train`` and scored on ``test``. A seed changes the CV folds / MLP
+initialisation, so the spread over seeds is the probe's own variance; a ``logreg`` with C chosen
+on ``dev`` is deterministic and is fitted once (one row, seed = the first seed). Each head shows
+a progress bar with an ETA.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ import numpy as np
 import polars as pl
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegressionCV
+from scipy import sparse
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -29,6 +38,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from tqdm.auto import tqdm
 
+from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import BOS, PAD, encode
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training.config import ScheduleConfig
@@ -43,40 +53,85 @@ log = logging.getLogger(__name__)
 
 HEADS: tuple[str, ...] = ("logreg", "mlp")
 METRICS: tuple[str, ...] = ("mcc", "accuracy", "macro_f1", "auroc")
+#: C grid of the logistic regression (standardised features)
+CS = np.logspace(-5, 2, 8)
+MAX_ITER = 1000
+TOL = 1e-4
 
 
-def make_head(head: str, seed: int) -> Pipeline:
+def _scaler(X) -> list:
+    return [StandardScaler(with_mean=not sparse.issparse(X))]
+
+
+def make_head(head: str, seed: int, X=None) -> Pipeline:
+    """The head fitted on train when C is chosen by CV (no dev split), or the MLP."""
     if head == "logreg":
-        return make_pipeline(StandardScaler(), LogisticRegressionCV(
-            Cs=np.logspace(-4, 2, 7), cv=StratifiedKFold(5, shuffle=True, random_state=seed),
-            scoring="neg_log_loss", max_iter=3000))
+        return make_pipeline(*_scaler(X), LogisticRegressionCV(
+            Cs=CS, cv=StratifiedKFold(5, shuffle=True, random_state=seed), scoring="neg_log_loss",
+            max_iter=MAX_ITER, tol=TOL))
     if head == "mlp":
-        return make_pipeline(StandardScaler(), MLPClassifier(
+        return make_pipeline(*_scaler(X), MLPClassifier(
             hidden_layer_sizes=(256,), alpha=1e-3, early_stopping=True, max_iter=300,
             random_state=seed))
-    raise ValueError(f"unknown probe head {head!r}; choose from {HEADS}")
+    raise InputError(f"unknown probe head {head!r}; choose from {HEADS}")
+
+
+def fit_logreg_on_dev(X: Mapping, y: Mapping, progress: bool = True, desc: str = "logreg"
+                      ) -> tuple[Pipeline, float]:
+    """Fit one L2 logistic regression per C on train (warm-started along the grid) and keep
+    the one with the lowest dev log-loss; returns ``(fitted pipeline, C)``."""
+    [scaler] = _scaler(X["train"])
+    Xtr = scaler.fit_transform(X["train"])
+    Xdev = scaler.transform(X["dev"])
+    clf = LogisticRegression(C=CS[0], max_iter=MAX_ITER, tol=TOL, warm_start=True)
+    best = (np.inf, None, None)
+    labels = np.arange(max(y["train"].max(), y["dev"].max()) + 1)
+    for C in tqdm(CS, desc=f"{desc}: C on dev", unit="C", disable=not progress, leave=False):
+        clf.set_params(C=C)
+        clf.fit(Xtr, y["train"])
+        loss = log_loss(y["dev"], clf.predict_proba(Xdev), labels=labels)
+        log.info("%s C=%g: dev log-loss %.4f (%d iterations)", desc, C, loss,
+                 int(np.max(clf.n_iter_)))
+        if loss < best[0]:
+            best = (loss, C, copy.deepcopy(clf))
+    return make_pipeline(scaler, best[2]), float(best[1])
 
 
 def probe_features(features: str, X: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray],
-                   heads: Sequence[str] = HEADS, seeds: Sequence[int] = (0, 1, 2)
-                   ) -> list[dict]:
-    """Fit every head with every seed on ``X['train']``; one row of test metrics per fit."""
+                   heads: Sequence[str] = HEADS, seeds: Sequence[int] = (0, 1, 2),
+                   progress: bool = False) -> list[dict]:
+    """Fit every head on ``X['train']`` (C on ``X['dev']`` when given); one row of test
+    metrics per fit. ``X`` values may be dense arrays or scipy sparse matrices."""
     for split in ("train", "test"):
         if split not in X:
-            raise KeyError(f"features {features!r}: no {split!r} split")
+            raise InputError(f"features {features!r}: no {split!r} split")
     rows = []
     for head in heads:
-        for seed in seeds:
+        make_head(head, 0)  # validates the name before any fit
+        on_dev = head == "logreg" and "dev" in X
+        runs = seeds[:1] if on_dev else seeds
+        bar = tqdm(runs, desc=f"{features}/{head}", unit="fit", disable=not progress)
+        for seed in bar:
             with warnings.catch_warnings():
                 # sklearn 1.8+ announces LogisticRegressionCV attribute/default changes that do
                 # not affect an L2 fit read through predict_proba and C_
                 warnings.simplefilter("ignore", FutureWarning)
-                clf = make_head(head, seed).fit(X["train"], y["train"])
+                warnings.simplefilter("ignore", ConvergenceWarning)  # logged via n_iter below
+                if on_dev:
+                    clf, C = fit_logreg_on_dev(X, y, progress, f"{features}/{head}")
+                else:
+                    clf = make_head(head, seed, X["train"]).fit(X["train"], y["train"])
+                    C = float(np.ravel(clf[-1].C_)[0]) if head == "logreg" else None
             proba = clf.predict_proba(X["test"])
             row = {"features": features, "head": head, "seed": seed}
             row.update(classification_metrics(y["test"], proba.argmax(1), proba))
             if head == "logreg":
-                row["C"] = float(np.ravel(clf[-1].C_)[0])
+                row["C"] = C
+                row["c_from"] = "dev" if on_dev else "cv5"
+                n_iter = int(np.max(clf[-1].n_iter_))
+                if n_iter >= MAX_ITER:
+                    log.warning("%s/%s: not converged in %d iterations", features, head,
+                                MAX_ITER)
             rows.append(row)
             log.info("%s/%s seed %d: %s", features, head, seed,
                      {m: round(row[m], 4) for m in METRICS})
@@ -89,7 +144,8 @@ def summarize(rows: Sequence[dict] | pl.DataFrame) -> pl.DataFrame:
     aggs = [pl.len().alias("seeds")]
     for m in METRICS:
         aggs += [pl.col(m).mean().alias(f"{m}_mean"), pl.col(m).std().alias(f"{m}_std")]
-    return df.group_by(["features", "head"], maintain_order=True).agg(aggs)
+    keys = (["task"] if "task" in df.columns else []) + ["features", "head"]
+    return df.group_by(keys, maintain_order=True).agg(aggs)
 
 
 def embed_task(embedder: Embedder, task: Task) -> dict[str, np.ndarray]:

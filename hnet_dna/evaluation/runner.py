@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import BOS, PAD, N
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.hnet import HNet
@@ -101,7 +102,7 @@ def depth_level(depth: str, config: HNetConfig) -> int:
         return config.num_stages
     m = _DEPTH.match(depth)
     if not m or int(m.group(2)) >= config.num_stages:
-        raise ValueError(f"unknown depth {depth!r}; this model has {available_depths(config)}")
+        raise InputError(f"unknown depth {depth!r}; this model has {available_depths(config)}")
     return int(m.group(2))
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import reverse_complement
 from hnet_dna.genomics.fasta import Genome
 
@@ -221,7 +222,7 @@ def build_task(
 ) -> Task:
     """Build one task (see the module docstring); ``Task.dropped`` counts what was left out."""
     if kind not in TASK_KINDS:
-        raise ValueError(f"unknown task {kind!r}; choose from {TASK_KINDS}")
+        raise InputError(f"unknown task {kind!r}; choose from {TASK_KINDS}")
     rng = np.random.default_rng(seed)
     b = _Builder(genome, window, rng)
     genes, cds, exons, introns = _genes_and_introns(gff, genome.contigs)
@@ -231,7 +232,7 @@ def build_task(
         examples = _coding(b, cds, exons)
     else:
         if not introns:
-            raise ValueError(f"{gff}: no multi-exon transcripts, cannot build {kind}")
+            raise InputError(f"{gff}: no multi-exon transcripts, cannot build {kind}")
         examples = _splice(b, genes, introns, kind)
     splits = BlockSplits(genome.contigs, block, fractions, seed)
     dropped: Counter = Counter()

@@ -1,12 +1,19 @@
 """Sequence classification tasks: loaders for CSV (GUE / Nucleotide Transformer) and Genomic
 Benchmarks folders. Builders from a FASTA + GFF live in :mod:`task_builders`.
 
+Task specs (``load_task``): ``csv:FOLDER``, ``gb:FOLDER``, a bare folder (sniffed), or a
+benchmark task by name, ``gue:NAME`` / ``nt:NAME``, looked up under a task root (``--task-root``
+or the ``HNET_DNA_TASK_ROOT`` environment variable): the folder ``NAME`` (which may include its
+parents, ``prom/prom_core_all``) holding ``train.csv`` and ``test.csv``, at most three levels
+below the root, so the root may be the ``GUE`` folder itself or any folder above it.
+
 Every loader checks its input and raises :class:`TaskFormatError` naming the file, line and
 what is wrong; nothing is dropped silently.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +24,8 @@ import polars as pl
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import InvalidBaseError, encode
 
+TASK_ROOT_ENV = "HNET_DNA_TASK_ROOT"
+NAMED_KINDS = ("gue", "nt")
 SPLIT_ALIASES = {"train": ("train",), "dev": ("dev", "valid", "val"), "test": ("test",)}
 
 
@@ -39,6 +48,20 @@ class Task:
     name: str
     splits: dict[str, TaskSplit]
     classes: list[str]
+    sources: dict[str, str] = field(default_factory=dict)  # split -> file or folder read
+
+    def require_every_class(self, splits: tuple[str, ...] = ("train", "dev", "test")) -> None:
+        """Refuse a split that lacks a class: its metrics (MCC, F1, AUROC) would be undefined."""
+        for split in splits:
+            if split not in self.splits:
+                continue
+            present = set(np.unique(self.splits[split].labels).tolist())
+            missing = [c for i, c in enumerate(self.classes) if i not in present]
+            if missing:
+                where = self.sources.get(split, f"task {self.name}")
+                raise TaskFormatError(
+                    f"{where}: the {split} split has no example of class(es) {missing}; "
+                    "its metrics would be undefined")
 
     def summary(self) -> dict[str, dict[str, int]]:
         return {s: {c: int((sp.labels == i).sum()) for i, c in enumerate(self.classes)}
@@ -67,8 +90,18 @@ def read_sequence_table(path: str | os.PathLike, require: tuple[str, ...] = ("se
     if not path.is_file():
         raise TaskFormatError(f"{path}: file not found")
     sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
+    raw = path.read_bytes()
+    if b"\0" in raw[:1 << 16]:
+        raise TaskFormatError(f"{path}: a binary file, not a {'TSV' if sep == chr(9) else 'CSV'} "
+                              "text table")
     try:
-        df = pl.read_csv(path, separator=sep, infer_schema=False)
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise TaskFormatError(f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x} at "
+                              f"offset {err.start})") from None
+    try:
+        df = pl.read_csv(io.BytesIO(raw), separator=sep, infer_schema=False)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as err:
         raise TaskFormatError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: "
                               f"{err}") from None
@@ -136,7 +169,8 @@ def load_csv_task(folder: str | os.PathLike, name: str | None = None) -> Task:
         if unknown:
             raise TaskFormatError(f"{path}: label(s) {unknown} do not occur in train")
         splits[split] = TaskSplit(seqs, np.array([index[x] for x in labels], dtype=np.int64))
-    return Task(name or folder.name, splits, classes)
+    return Task(name or folder.name, splits, classes,
+                {split: str(path) for split, (_, _, path) in raw.items()})
 
 
 def load_genomic_benchmarks(folder: str | os.PathLike, name: str | None = None) -> Task:
@@ -172,13 +206,39 @@ def load_genomic_benchmarks(folder: str | os.PathLike, name: str | None = None) 
     return Task(name or folder.name, {
         s: TaskSplit(seqs, np.array([index[x] for x in labels], dtype=np.int64), names)
         for s, (seqs, labels, names) in splits.items()
-    }, classes)
+    }, classes, {s: str(folder / s) for s in splits})
 
 
-def load_task(spec: str) -> Task:
-    """``csv:FOLDER`` or ``gb:FOLDER``; a bare folder is sniffed (``train.csv`` -> CSV,
-    ``train/`` -> Genomic Benchmarks)."""
+def find_named_task(kind: str, name: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder of benchmark task ``name`` (``gue:NAME`` / ``nt:NAME``) under ``root``
+    (default: ``$HNET_DNA_TASK_ROOT``); see the module docstring."""
+    root = root or os.environ.get(TASK_ROOT_ENV)
+    if not root:
+        raise TaskFormatError(f"{kind}:{name}: give the folder holding the {kind.upper()} tasks "
+                              f"with --task-root or {TASK_ROOT_ENV}")
+    root = Path(root)
+    if not root.is_dir():
+        raise TaskFormatError(f"task root {root}: not a folder")
+    if not name or ".." in Path(name).parts or Path(name).is_absolute():
+        raise TaskFormatError(f"{kind}:{name}: give a task name such as prom_core_all")
+    found = sorted({d for pattern in (name, f"*/{name}", f"*/*/{name}", f"*/*/*/{name}")
+                    for d in root.glob(pattern)
+                    if d.is_dir() and _find_split(d, "train", (".csv", ".tsv"))})
+    if not found:
+        raise TaskFormatError(f"{kind}:{name}: no folder {name!r} with a train.csv under {root}")
+    if len(found) > 1:
+        raise TaskFormatError(f"{kind}:{name}: ambiguous under {root}: "
+                              f"{[str(d.relative_to(root)) for d in found]}; give more of the "
+                              "path, e.g. prom/prom_core_all")
+    return found[0]
+
+
+def load_task(spec: str, root: str | os.PathLike | None = None) -> Task:
+    """``csv:FOLDER``, ``gb:FOLDER``, ``gue:NAME`` or ``nt:NAME`` (under ``root``); a bare
+    folder is sniffed (``train.csv`` -> CSV, ``train/`` -> Genomic Benchmarks)."""
     kind, _, path = spec.partition(":")
+    if kind in NAMED_KINDS:
+        return load_csv_task(find_named_task(kind, path, root), name=f"{kind}:{path}")
     if not path:
         folder = Path(spec)
         if _find_split(folder, "train", (".csv", ".tsv")):
@@ -191,4 +251,5 @@ def load_task(spec: str) -> Task:
         return load_csv_task(path)
     if kind == "gb":
         return load_genomic_benchmarks(path)
-    raise TaskFormatError(f"unknown task kind {kind!r} in {spec!r}; use csv:FOLDER or gb:FOLDER")
+    raise TaskFormatError(f"unknown task kind {kind!r} in {spec!r}; use csv:FOLDER, gb:FOLDER, "
+                          "gue:NAME or nt:NAME")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import polars as pl
 import pysam
 import pytest
+import torch
 from conftest import CHR20_FASTA, CHR20_VCF, tiny_model
 
 from hnet_dna.evaluation.cli import main_embed, main_probe, main_score_variants
@@ -116,3 +119,234 @@ def test_probe_bad_task_exit_code(tmp_path, capsys):
     (tmp_path / "t" / "test.csv").write_text("sequence,label\nACGT,0\n")
     assert main_probe(["--task", f"csv:{tmp_path / 't'}"]) == 2
     assert "train.csv:3: invalid base 'Z'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- conventions
+def _write_task(folder, splits=(("train", 40), ("dev", 20), ("test", 20)), length=30, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for split, n in splits:
+        rows = ["sequence,label"]
+        for i in range(n):
+            rows.append("".join(rng.choice(list("AT" if i % 2 else "GC"), length)) + f",{i % 2}")
+        (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_version_and_usage(capsys):
+    from hnet_dna import __version__
+    from hnet_dna.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"hnet-dna {__version__}"
+    assert main([]) == 0 and "track" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["_embed_parser", "_track_parser", "_probe_parser"])
+def test_every_option_has_help_and_shows_its_default(name):
+    from hnet_dna.evaluation import cli
+
+    parser = getattr(cli, name)()
+    text = parser.format_help()
+    for action in parser._actions:
+        assert action.help, f"{name}: {action.option_strings} has no help"
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            assert f"(default: {action.default})" in " ".join(text.split()), action.dest
+
+
+def test_probe_task_is_required(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main_probe([])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--task" in err and "required" in err and "usage:" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "0"], "--batch-size: must be a positive integer, got 0"),
+    (["--device", "tpu"], "--device: unknown device 'tpu'"),
+    (["--window", "1"], "--window: must be at least 8 bases"),
+    (["--kmer-k", "14"], "--kmer-k must be distinct values in 1..8, got [14]"),
+    (["--kmer-k", "4,x"], "--kmer-k: comma-separated integers"),
+    (["--heads", "svm"], "--heads: choose from"),
+])
+def test_probe_option_validation_one_line_exit_2(tmp_path, capsys, args, message):
+    task = _write_task(tmp_path / "t")
+    with pytest.raises(SystemExit) as exc:
+        main_probe(["--task", f"csv:{task}", "--no-progress", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and err[-1].startswith("hnet-dna probe: error:")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_unavailable_cuda_device_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main_embed(["--model", "m", "--sequences", "s.csv", "--out", "o.npy",
+                    "--device", "cuda:1"])
+    assert exc.value.code == 2
+    assert "cuda:1: no CUDA device is available here" in capsys.readouterr().err
+
+
+def test_internal_error_exit_1_traceback_only_with_verbose(tmp_path, capsys, monkeypatch):
+    from hnet_dna.evaluation import tasks
+
+    def broken(spec, root=None):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(tasks, "load_task", broken)
+    task = _write_task(tmp_path / "t")
+    assert main_probe(["--task", f"csv:{task}", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error" in err and "KeyError" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert main_probe(["--task", f"csv:{task}", "--no-progress", "-v"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_binary_and_non_utf8_task_files_are_named(tmp_path, capsys):
+    task = _write_task(tmp_path / "t")
+    (task / "dev.csv").write_bytes(b"sequence,label\nAC\x00\x01GT,0\n")
+    assert main_probe(["--task", f"csv:{task}", "--no-progress"]) == 2
+    assert f"{task / 'dev.csv'}: a binary file" in capsys.readouterr().err
+    (task / "dev.csv").write_bytes(b"sequence,label\nACGT,0\nAC\xe9GT,1\n")
+    assert main_probe(["--task", f"csv:{task}", "--no-progress"]) == 2
+    assert f"{task / 'dev.csv'}:3: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_probe_refuses_a_test_split_without_every_class(tmp_path, capsys):
+    task = _write_task(tmp_path / "t")
+    lines = (task / "test.csv").read_text().splitlines()
+    (task / "test.csv").write_text("\n".join([lines[0]] + [x for x in lines[1:]
+                                                           if x.endswith(",0")]) + "\n")
+    assert main_probe(["--task", f"csv:{task}", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{task / 'test.csv'}: the test split has no example of class(es) ['1']" in err
+
+
+def test_single_class_metrics_are_undefined_not_perfect():
+    from hnet_dna.evaluation.metrics import classification_metrics
+
+    m = classification_metrics(np.zeros(4, int), np.zeros(4, int), np.tile([0.9, 0.1], (4, 1)))
+    assert m["accuracy"] == 1.0
+    assert np.isnan(m["mcc"]) and np.isnan(m["macro_f1"]) and np.isnan(m["auroc"])
+
+
+def test_probe_gue_tasks_by_name_one_summary_table(tmp_path, capsys, monkeypatch):
+    root = tmp_path / "data"
+    _write_task(root / "GUE" / "prom" / "prom_core_all")
+    _write_task(root / "GUE" / "EMP" / "H3", seed=1)
+    out = tmp_path / "res.parquet"
+    monkeypatch.setenv("HNET_DNA_TASK_ROOT", str(root))
+    rc = main_probe(["--task", "gue:prom_core_all", "--task", "gue:EMP/H3", "--kmer-k", "2",
+                     "--heads", "logreg", "--seeds", "2", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    res = pl.read_parquet(out)
+    # a dev split: C chosen on it, deterministic, one fit per task
+    assert res["task"].to_list() == ["gue:prom_core_all", "gue:EMP/H3"]
+    assert res["c_from"].to_list() == ["dev", "dev"] and (res["accuracy"] == 1.0).all()
+    text = capsys.readouterr().out
+    assert text.count("gue:prom_core_all") >= 2 and "gue:EMP/H3" in text  # tasks + table
+    # an unknown name, and no root
+    assert main_probe(["--task", "gue:prom_300_all", "--no-progress"]) == 2
+    assert "no folder 'prom_300_all' with a train.csv under" in capsys.readouterr().err
+    monkeypatch.delenv("HNET_DNA_TASK_ROOT")
+    assert main_probe(["--task", "gue:prom_core_all", "--no-progress"]) == 2
+    assert "--task-root or HNET_DNA_TASK_ROOT" in capsys.readouterr().err
+    # --out exists: refused before any work
+    assert main_probe(["--task", f"csv:{root / 'GUE' / 'EMP' / 'H3'}", "--kmer-k", "2",
+                       "--out", str(out), "--no-progress"]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_probe_without_dev_uses_cv_and_every_seed(tmp_path):
+    task = _write_task(tmp_path / "t", splits=(("train", 40), ("test", 20)))
+    out = tmp_path / "r.parquet"
+    assert main_probe(["--task", f"csv:{task}", "--kmer-k", "2", "--heads", "logreg",
+                       "--seeds", "2", "--out", str(out), "--no-progress"]) == 0
+    res = pl.read_parquet(out)
+    assert res["seed"].to_list() == [0, 1] and res["c_from"].to_list() == ["cv5", "cv5"]
+
+
+def test_embed_refuses_existing_and_input_outputs_before_work(saved_model, tmp_path, capsys):
+    table = tmp_path / "s.tsv"
+    table.write_text("name\tsequence\na\tACGTACGTAA\n")
+    out = tmp_path / "emb.npy"
+    out.write_bytes(b"keep me")
+    args = ["--model", str(saved_model), "--sequences", str(table), "--out", str(out),
+            "--no-progress"]
+    assert main_embed(args) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep me"
+    # a later output (the BED) naming the input: refused before the first is written
+    assert main_embed([*args, "--overwrite", "--boundaries-bed", str(table)]) == 2
+    assert "is the input file" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep me" and table.read_text().startswith("name")
+    # a directory as --out
+    (tmp_path / "d.npy").mkdir()
+    assert main_embed([*args[:-2], str(tmp_path / "d.npy"), "--no-progress"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main_embed([*args, "--overwrite"]) == 0 and np.load(out).shape == (1, 32)
+
+
+def test_embed_failure_leaves_no_partial_files(saved_model, tmp_path, capsys, monkeypatch):
+    from hnet_dna.evaluation import embeddings
+
+    table = tmp_path / "s.tsv"
+    table.write_text("name\tsequence\na\tACGTACGTAA\nb\tGGGGCCCCAA\n")
+    real = embeddings.Embedder._embed_group
+    calls = []
+
+    def fail_second(self, group):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return real(self, group)
+
+    monkeypatch.setattr(embeddings.Embedder, "_embed_group", fail_second)
+    monkeypatch.setattr(embeddings.Embedder, "__init__", _small_groups(
+        embeddings.Embedder.__init__))
+    rc = main_embed(["--model", str(saved_model), "--sequences", str(table),
+                     "--out", str(tmp_path / "e.npy"), "--per-base", "--no-progress",
+                     "--boundaries-bed", str(tmp_path / "b.bed")])
+    assert rc == 2 and "disk full while writing" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tsv"]
+
+
+def _small_groups(init):
+    def wrapped(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.group_bases = 1  # one sequence per group
+    return wrapped
+
+
+def test_embed_minus_strand_bed_region_is_the_reverse_complement(saved_model, fasta_copy,
+                                                                 tmp_path):
+    from hnet_dna.genomics.fasta import Genome
+
+    seq = Genome(fasta_copy).fetch("z", 300, 420).upper()
+    rc_seq = seq[::-1].translate(str.maketrans("ACGT", "TGCA"))
+    bed = tmp_path / "r.bed"
+    bed.write_text("z\t300\t420\tfwd\t0\t+\nz\t300\t420\trev\t0\t-\n")
+    table = tmp_path / "s.csv"
+    table.write_text(f"name,sequence\nfwd,{seq}\nrev,{rc_seq}\n")
+    common = ["--model", str(saved_model), "--no-progress", "--per-base"]
+    assert main_embed([*common, "--fasta", str(fasta_copy), "--bed", str(bed),
+                       "--out", str(tmp_path / "bed.npy"),
+                       "--boundaries-bed", str(tmp_path / "b.bed")]) == 0
+    assert main_embed([*common, "--sequences", str(table), "--out", str(tmp_path / "seq.npy")]
+                      ) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "bed.npy"), np.load(tmp_path / "seq.npy"),
+                               rtol=1e-5, atol=1e-6)
+    index = pl.read_csv(tmp_path / "bed.index.tsv", separator="\t")
+    assert index["strand"].to_list() == ["+", "-"]
+    # the minus region is read on the minus strand: its boundaries are '-', at the genome
+    # positions of the reverse-complement pass's chunk starts
+    from hnet_dna.evaluation.runner import ModelRunner, load_model
+    from hnet_dna.genomics.alphabet import encode
+
+    [out] = ModelRunner(load_model(saved_model)).run([encode(rc_seq)[0]])
+    expected = sorted(419 - int(t) for t in np.flatnonzero(out.chunk_start[0]))
+    bounds = read_boundaries_bed(tmp_path / "b.bed")
+    assert expected and sorted(b.position for b in bounds if b.strand == "-") == expected
+    assert all(300 <= b.position < 420 for b in bounds)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import YEAST_GFF
 
+from hnet_dna.errors import InputError
 from hnet_dna.evaluation.embeddings import Embedder
 from hnet_dna.evaluation.kmer_features import kmer_features
 from hnet_dna.evaluation.metrics import (
@@ -96,7 +97,7 @@ def test_label_rules_and_score_aucs():
     assert aucs["cos_dist"]["auroc"] == 0.0 and aucs["llr"]["n_pos"] == 2
     with pytest.raises(ValueError, match="match both"):
         label_by_rules(t, "AF<0.5", "AF>0.1")
-    with pytest.raises(KeyError, match="no column 'MAF'"):
+    with pytest.raises(InputError, match="no column 'MAF'"):
         label_by_rules(t, "MAF<0.5", "AF>0.1")
     with pytest.raises(ValueError, match="bad label rule"):
         parse_rule("AF ~ 3")

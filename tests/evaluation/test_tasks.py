@@ -8,7 +8,9 @@ import re
 import numpy as np
 import pytest
 from conftest import YEAST_GFF
+from scipy import sparse
 
+from hnet_dna.errors import InputError
 from hnet_dna.evaluation.kmer_features import kmer_counts, kmer_features
 from hnet_dna.evaluation.task_builders import BlockSplits, build_task
 from hnet_dna.evaluation.tasks import (
@@ -98,10 +100,19 @@ def test_kmer_counts():
     c = kmer_counts("ACGTNACG", 2)
     assert c.sum() == 5  # AC CG GT AC CG; TN and NA are not counted
     assert c[0 * 4 + 1] == 2 and c[1 * 4 + 2] == 2 and c[2 * 4 + 3] == 1
-    f = kmer_features(["ACGTACGT", "AAAAAAAA"], ks=(1, 2))
-    assert f.shape == (2, 4 + 16)
-    np.testing.assert_allclose(f[1, :4], [1, 0, 0, 0])
-    np.testing.assert_allclose(f.reshape(2, -1)[:, 4:].sum(1), 1.0)
+    seqs = ["ACGTACGT", "AAAAAAAA", "ACGTNACG", "A", "GGCCTTAANNACGTT"]
+    f = kmer_features(seqs, ks=(1, 2))
+    assert sparse.issparse(f) and f.shape == (5, 4 + 16)
+    dense = f.toarray()
+    np.testing.assert_allclose(dense[1, :4], [1, 0, 0, 0])
+    np.testing.assert_allclose(dense[[0, 1, 2, 4], 4:].sum(1), 1.0)  # frequencies per block
+    assert dense[3, 4:].sum() == 0  # no 2-mer in one base
+    # the joined one-pass counting equals per-sequence counting (no k-mer across sequences)
+    counts = kmer_features(seqs, ks=(2, 3), normalize=False).toarray()
+    for i, s in enumerate(seqs):
+        np.testing.assert_array_equal(counts[i], np.r_[kmer_counts(s, 2), kmer_counts(s, 3)])
+    with pytest.raises(InputError, match="1..8"):
+        kmer_features(seqs, ks=(14,))
 
 
 def _windows(task):

@@ -1,0 +1,207 @@
+"""Genome-browser tracks of a causal H-Net: per-base surprise and learned chunk boundaries.
+
+``hnet-dna track`` runs the model over whole contigs or BED regions with the sliding windows,
+stitching and strand handling of :mod:`embeddings` (one implementation) and writes, for an
+output prefix ``P``:
+
+* ``P.logp.fwd.{bedGraph,bw}``: log p(base | bases to its left) in nats on the forward strand;
+* ``P.logp.mean.{bedGraph,bw}``: the mean of that and the reverse-strand log p (the complement
+  base given the bases to its right), per base (both strands; not with ``--forward-only``);
+* ``P.boundary_prob.s<k>.{fwd,rev}.{bedGraph,bw}``: the stage-``k`` router's boundary
+  probability, at the bases that are stage-``k`` tokens (every base at stage 0; the stage-0
+  chunk starts at stage 1, ...), per strand;
+* ``P.boundaries.s<k>.{plus,minus}.bed.gz`` (+ ``.tbi``): the stage-``k`` chunk boundaries per
+  strand as BED6 (name ``s<k>:<p>``, score ``round(1000 p)``), bgzip-compressed, sorted and
+  tabix-indexed.
+
+Validity (what ``bedGraphToBigWig`` demands): contigs in lexicographic order (``sort -k1,1``),
+starts ascending within a contig, intervals non-overlapping and inside the contig; bases
+without a value (N, which is never scored; non-token bases of inner stages) have no line.
+Adjacent bases with the same printed value are merged into one line. bedGraph values are
+printed with 6 significant digits and the bigWig holds exactly those values (as float32).
+Regions must not overlap (refused, naming both); each region is run as one sequence, so its
+per-base outputs are held in memory (about 50 bytes per base): split chromosomes of hundreds
+of megabases into BED regions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pysam
+
+from hnet_dna.errors import InputError
+from hnet_dna.genomics.fasta import Genome
+from hnet_dna.genomics.intervals import read_bed
+from hnet_dna.outputs import atomic_output
+
+from .embeddings import Boundary, Embedder, Embedding, boundaries, boundary_line
+
+log = logging.getLogger(__name__)
+
+#: rough bytes per base and signal of a bedGraph line plus its bigWig share (free-space check)
+BYTES_PER_BASE = 40
+
+
+@dataclass(frozen=True)
+class Region:
+    contig: str
+    start: int
+    end: int
+
+
+def track_regions(genome: Genome, bed: str | os.PathLike | None = None) -> list[Region]:
+    """Whole contigs, or the BED regions (checked against the genome), sorted as browsers
+    need; overlapping regions are refused (a track has one value per base)."""
+    if bed is None:
+        regions = [Region(c, 0, n) for c, n in genome.contigs.items()]
+    else:
+        regions = [Region(iv.contig, iv.start, iv.end) for iv in read_bed(bed, genome.contigs)]
+    if not regions:
+        raise InputError(f"{bed}: no regions")
+    regions.sort(key=lambda r: (r.contig, r.start))
+    for a, b in zip(regions, regions[1:], strict=False):
+        if a.contig == b.contig and b.start < a.end:
+            raise InputError(f"{bed}: regions {a.contig}:{a.start}-{a.end} and "
+                             f"{b.contig}:{b.start}-{b.end} overlap; a track needs disjoint "
+                             "regions (merge them, e.g. bedtools merge)")
+    return regions
+
+
+def signal_names(stages: int, both_strands: bool) -> list[str]:
+    names = ["logp.fwd"] + (["logp.mean"] if both_strands else [])
+    for k in range(stages):
+        names += [f"boundary_prob.s{k}.fwd"] + ([f"boundary_prob.s{k}.rev"] if both_strands
+                                                else [])
+    return names
+
+
+def bed_names(stages: int, both_strands: bool) -> list[str]:
+    return [f"boundaries.s{k}.{s}" for k in range(stages)
+            for s in (("plus", "minus") if both_strands else ("plus",))]
+
+
+def track_outputs(prefix: str | os.PathLike, stages: int, both_strands: bool = True,
+                  bigwig: bool = True) -> list[Path]:
+    """Every file :func:`write_tracks` writes for ``prefix`` (checked before any work)."""
+    prefix = str(prefix)
+    out = []
+    for name in signal_names(stages, both_strands):
+        out.append(Path(f"{prefix}.{name}.bedGraph"))
+        if bigwig:
+            out.append(Path(f"{prefix}.{name}.bw"))
+    for name in bed_names(stages, both_strands):
+        out += [Path(f"{prefix}.{name}.bed.gz"), Path(f"{prefix}.{name}.bed.gz.tbi")]
+    return out
+
+
+def signals(emb: Embedding) -> dict[str, np.ndarray]:
+    """Per-base float arrays (NaN = no value) of one region, named as in :func:`signal_names`."""
+    fwd = emb.strands[0]
+    out = {"logp.fwd": fwd.logp}
+    if len(emb.strands) > 1:
+        rev = emb.strands[1]
+        out["logp.mean"] = (fwd.logp + rev.logp) / 2  # N (NaN) on either strand: no value
+    for k, prob in enumerate(fwd.boundary_prob):
+        out[f"boundary_prob.s{k}.fwd"] = prob
+        if len(emb.strands) > 1:
+            out[f"boundary_prob.s{k}.rev"] = emb.strands[1].boundary_prob[k]
+    return out
+
+
+def runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """``(starts, ends, values, printed)`` of the runs of equal printed value (6 significant
+    digits), NaN bases left out; ``values`` are the printed numbers read back."""
+    pos = np.flatnonzero(np.isfinite(values))
+    if pos.size == 0:
+        return pos, pos, np.zeros(0), []
+    text = np.char.mod("%.6g", values[pos].astype(np.float64))
+    new = np.r_[True, (np.diff(pos) != 1) | (text[1:] != text[:-1])]
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:], len(pos)] - 1
+    printed = text[first].tolist()
+    return pos[first], pos[last] + 1, text[first].astype(np.float64), printed
+
+
+class TrackWriter:
+    """bedGraph (and bigWig) files of the signals, written region by region in sorted order."""
+
+    def __init__(self, stack: ExitStack, prefix: str, names: Sequence[str],
+                 contigs: dict[str, int], bigwig: bool = True) -> None:
+        self.graphs, self.wigs = {}, {}
+        for name in names:
+            tmp = stack.enter_context(atomic_output(f"{prefix}.{name}.bedGraph"))
+            self.graphs[name] = stack.enter_context(open(tmp, "w"))
+            self.graphs[name].write(f"track type=bedGraph name={Path(prefix).name}.{name}\n")
+            if bigwig:
+                try:
+                    import pyBigWig
+                except ImportError:  # pragma: no cover - a declared dependency
+                    raise InputError("bigWig output needs pyBigWig (pip install pyBigWig); "
+                                     "or pass --no-bigwig") from None
+                tmp = stack.enter_context(atomic_output(f"{prefix}.{name}.bw"))
+                bw = pyBigWig.open(str(tmp), "w")
+                bw.addHeader(sorted(contigs.items()), maxZooms=10)
+                self.wigs[name] = bw
+                stack.callback(bw.close)  # before the rename of atomic_output
+        self.lines = dict.fromkeys(names, 0)
+
+    def add(self, contig: str, offset: int, values: dict[str, np.ndarray]) -> None:
+        for name, fh in self.graphs.items():
+            starts, ends, nums, printed = runs(values[name])
+            starts, ends = starts + offset, ends + offset
+            fh.writelines(f"{contig}\t{s}\t{e}\t{t}\n"
+                          for s, e, t in zip(starts.tolist(), ends.tolist(), printed,
+                                             strict=True))
+            self.lines[name] += len(printed)
+            if name in self.wigs and len(printed):
+                self.wigs[name].addEntries([contig] * len(printed), starts.tolist(),
+                                           ends=ends.tolist(), values=nums.tolist())
+
+
+def write_boundary_beds(prefix: str, bounds: Iterable[Boundary], stages: int,
+                        both_strands: bool = True) -> dict[str, int]:
+    """One sorted, bgzipped, tabix-indexed BED6 per stage and strand; returns line counts."""
+    groups: dict[str, list[Boundary]] = {name: [] for name in bed_names(stages, both_strands)}
+    for b in bounds:
+        groups[f"boundaries.s{b.stage}.{'plus' if b.strand == '+' else 'minus'}"].append(b)
+    counts = {}
+    for name, items in groups.items():
+        items.sort(key=lambda b: (b.contig, b.position))
+        gz = f"{prefix}.{name}.bed.gz"
+        with atomic_output(gz) as tmp_gz, atomic_output(f"{gz}.tbi") as tmp_tbi:
+            plain = tmp_gz.with_name(tmp_gz.name + ".txt")
+            try:
+                plain.write_text("".join(boundary_line(b) for b in items))
+                pysam.tabix_compress(str(plain), str(tmp_gz), force=True)
+            finally:
+                plain.unlink(missing_ok=True)
+            pysam.tabix_index(str(tmp_gz), preset="bed", index=str(tmp_tbi), force=True)
+        counts[name] = len(items)
+    return counts
+
+
+def write_tracks(embedder: Embedder, genome: Genome, regions: Sequence[Region], prefix: str,
+                 bigwig: bool = True) -> dict[str, int]:
+    """Run the model over ``regions`` and write every track; returns lines per output name."""
+    if not embedder.logp:
+        raise ValueError("the embedder must keep log-probabilities (Embedder(logp=True))")
+    stages = embedder.runner.config.num_stages
+    both = embedder.strand_average
+    seqs = ((f"{r.contig}:{r.start}-{r.end}", genome.fetch_encoded(r.contig, r.start, r.end)[0])
+            for r in regions)
+    bounds: list[Boundary] = []
+    with ExitStack() as stack:
+        writer = TrackWriter(stack, prefix, signal_names(stages, both), genome.contigs, bigwig)
+        for region, emb in zip(regions, embedder.embed(seqs, len(regions)), strict=True):
+            writer.add(region.contig, region.start, signals(emb))
+            bounds += boundaries(emb, region.contig, region.start)
+        lines = dict(writer.lines)
+    lines.update(write_boundary_beds(prefix, bounds, stages, both))
+    return lines

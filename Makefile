@@ -29,6 +29,8 @@ KVENV ?= .venv-kernels
 KPY := $(KVENV)/bin/python
 TRITON_SPEC ?= triton==3.9.0
 MAMBA_SPEC ?= mamba-ssm==2.3.2.post1
+CONV_SPEC ?= causal-conv1d==1.5.2
+FLASH_SPEC ?= flash-attn==2.8.3
 
 $(KVENV)/.installed: pyproject.toml
 	test -x $(KPY) || python3 -m venv $(KVENV)
@@ -36,8 +38,13 @@ $(KVENV)/.installed: pyproject.toml
 	$(KPY) -m pip install -q "$(TORCH_SPEC)"
 	$(KPY) -m pip install -q -e '.[dev]'
 	$(KPY) -m pip install -q "$(TRITON_SPEC)" einops packaging setuptools wheel
+	# Python/Triton parts only: the CUDA extensions are skipped (stand-ins in tests/kernels).
 	MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE \
 		$(KPY) -m pip install -q --no-build-isolation --no-deps "$(MAMBA_SPEC)"
+	CAUSAL_CONV1D_SKIP_CUDA_BUILD=TRUE CAUSAL_CONV1D_FORCE_BUILD=TRUE \
+		$(KPY) -m pip install -q --no-build-isolation --no-deps "$(CONV_SPEC)"
+	FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE FLASH_ATTENTION_FORCE_BUILD=TRUE \
+		$(KPY) -m pip install -q --no-build-isolation --no-deps "$(FLASH_SPEC)"
 	touch $@
 
 test-kernels: $(KVENV)/.installed

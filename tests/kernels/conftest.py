@@ -8,7 +8,11 @@ In any other run every test here is skipped with the reason. What this conftest 
 - registers stand-ins for the CUDA extensions that cannot exist here: ``selective_scan_cuda``
   (empty: only imported, never called by the paths under test) and ``causal_conv1d_cuda``
   (``causal_conv1d_fwd`` in torch, checked against causal_conv1d's own ``causal_conv1d_ref``
-  in test_mamba2_fused.py; its other entry points raise);
+  in test_mamba2_kernels.py; its other entry points raise) and ``flash_attn_2_cuda``
+  (``fwd`` / ``varlen_fwd`` in torch, written from flash_attn_func's documented semantics and
+  checked against flash-attn's own reference in test_flash_attn_conventions.py); flash-attn's
+  forward custom ops (registered for CUDA only) get the same Python bodies as CPU kernels, so
+  our calls go through flash-attn's real Python interface down to the extension boundary;
 - imports mamba_ssm's Triton modules without running ``mamba_ssm/__init__`` (which imports the
   CUDA selective scan, transformers and the Mamba-3 modules);
 - makes ``torch.cuda.device(...)`` a no-op context for CPU tensors and keeps one config per
@@ -34,7 +38,7 @@ if OPT_IN:
 def _missing() -> str | None:
     if not OPT_IN:
         return "kernel tier is opt-in: run `make test-kernels`"
-    for name in ("triton", "mamba_ssm", "causal_conv1d", "einops"):
+    for name in ("triton", "mamba_ssm", "causal_conv1d", "flash_attn", "einops"):
         if importlib.util.find_spec(name) is None:
             return f"{name} is not installed: run `make test-kernels` (builds .venv-kernels)"
     return None
@@ -78,6 +82,79 @@ def _causal_conv1d_fwd(x, weight, bias, seq_idx, initial_states, out, final_stat
     out.copy_(y.to(out.dtype))
 
 
+def _flash_visible(sq: int, sk: int, causal: bool, left: int, right: int, device):
+    """flash_attn_func docstring: query i sees keys in [i + sk - sq - left, i + sk - sq + right]
+    (-1: unlimited side); causal = bottom-right aligned, i.e. right = 0."""
+    import torch
+
+    if causal:
+        right = 0
+    diff = torch.arange(sk, device=device)[None, :] - torch.arange(sq, device=device)[:, None]
+    diff = diff - (sk - sq)  # key j minus aligned query position
+    visible = torch.ones(sq, sk, dtype=torch.bool, device=device)
+    if left >= 0:
+        visible &= diff >= -left
+    if right >= 0:
+        visible &= diff <= right
+    return visible
+
+
+def _flash_core(q, k, v, scale, causal, left, right):
+    """One sequence: q (sq, h, d), k/v (sk, h, d) -> out (sq, h, d), lse (h, sq), in float32."""
+    import torch
+
+    s = torch.einsum("qhd,khd->hqk", q.float(), k.float()) * scale
+    visible = _flash_visible(q.shape[0], k.shape[0], causal, left, right, q.device)
+    s = s.masked_fill(~visible, float("-inf"))
+    lse = torch.logsumexp(s, dim=-1)  # -inf on empty rows: output 0, as documented
+    probs = torch.exp(s - lse[..., None]).nan_to_num(0.0)
+    return torch.einsum("hqk,khd->qhd", probs, v.float()), lse
+
+
+def _check_flash_inputs(q, k, v, dropout_p, softcap, return_softmax):
+    import torch
+
+    # What the CUDA extension rejects (flash_api.cpp), so a bad call fails here too.
+    assert q.dtype in (torch.float16, torch.bfloat16), "FlashAttention only supports fp16/bf16"
+    assert q.dtype == k.dtype == v.dtype
+    assert q.stride(-1) == k.stride(-1) == v.stride(-1) == 1, "last dimension must be contiguous"
+    assert q.shape[-1] % 8 == 0 and q.shape[-1] <= 256
+    assert dropout_p == 0.0 and softcap == 0.0 and not return_softmax, "not modelled"
+
+
+def _flash_fwd(q, k, v, out, alibi, dropout_p, scale, causal, left, right, softcap, ret, gen):
+    import torch
+
+    _check_flash_inputs(q, k, v, dropout_p, softcap, ret)
+    assert alibi is None and out is None
+    outs, lses = zip(*(_flash_core(q[b], k[b], v[b], scale, causal, left, right)
+                       for b in range(q.shape[0])), strict=True)
+    empty = torch.empty(0, dtype=q.dtype)
+    rng = torch.zeros(2, dtype=torch.int64)
+    return torch.stack(outs).to(q.dtype), torch.stack(lses), empty, rng
+
+
+def _flash_varlen_fwd(q, k, v, out, cu_q, cu_k, seqused_k, leftpad_k, block_table, alibi,
+                      max_q, max_k, dropout_p, scale, zero_tensors, causal, left, right, softcap,
+                      ret, gen):
+    import torch
+
+    _check_flash_inputs(q, k, v, dropout_p, softcap, ret)
+    assert out is None and alibi is None and block_table is None and seqused_k is None
+    assert leftpad_k is None
+    for cu, total, max_len in ((cu_q, q.shape[0], max_q), (cu_k, k.shape[0], max_k)):
+        assert cu.dtype == torch.int32 and cu.dim() == 1, "cu_seqlens: (batch + 1,) int32"
+        assert int(cu[0]) == 0 and int(cu[-1]) == total and bool((cu[1:] >= cu[:-1]).all())
+        assert isinstance(max_len, int) and max_len == int((cu[1:] - cu[:-1]).max())
+    res = torch.empty(q.shape, dtype=torch.float32)
+    lse = torch.empty(q.shape[1], q.shape[0], dtype=torch.float32)
+    for i in range(cu_q.numel() - 1):
+        sq, eq, sk, ek = (int(t) for t in (cu_q[i], cu_q[i + 1], cu_k[i], cu_k[i + 1]))
+        res[sq:eq], lse[:, sq:eq] = _flash_core(q[sq:eq], k[sk:ek], v[sk:ek], scale, causal,
+                                                left, right)
+    return res.to(q.dtype), lse, torch.empty(0, dtype=q.dtype), torch.zeros(2, dtype=torch.int64)
+
+
 def _unavailable(*args, **kwargs):
     raise NotImplementedError("CUDA-only entry point: not available under the Triton interpreter")
 
@@ -91,8 +168,17 @@ def _install_stand_ins() -> None:
     conv.causal_conv1d_fwd = _causal_conv1d_fwd
     conv.causal_conv1d_bwd = _unavailable
     conv.causal_conv1d_update = _unavailable
+    fa = types.ModuleType("flash_attn_2_cuda")
+    fa.fwd = _flash_fwd
+    fa.varlen_fwd = _flash_varlen_fwd
+    fa.bwd = fa.varlen_bwd = fa.fwd_kvcache = _unavailable
     sys.modules.setdefault("selective_scan_cuda", scan)
     sys.modules.setdefault("causal_conv1d_cuda", conv)
+    sys.modules.setdefault("flash_attn_2_cuda", fa)
+    import flash_attn.flash_attn_interface as fai
+
+    for op in (fai._flash_attn_forward, fai._flash_attn_varlen_forward):
+        op.register_kernel("cpu", op._init_fn)
 
     # Package shell: submodules import from the installed folder, __init__ never runs.
     spec = importlib.util.find_spec("mamba_ssm")
@@ -150,7 +236,11 @@ def kernels():
     mamba2._load_fused_kernel.cache_clear()
     assert ssd.load_chunk_scan_kernel() is ssd_combined.mamba_chunk_scan_combined
     assert mamba2._load_fused_kernel() is ssd_combined.mamba_split_conv1d_scan_combined
-    return types.SimpleNamespace(ssd_combined=ssd_combined, selective_state_update=ssu)
+    import flash_attn
+
+    return types.SimpleNamespace(
+        ssd_combined=ssd_combined, selective_state_update=ssu, flash_attn=flash_attn
+    )
 
 
 def pytest_terminal_summary(terminalreporter):

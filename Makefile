@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # torch is pinned to the CPU build that lies on local disk here; on a GPU cluster use environment.yml.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup pretrain test lint clean
+.PHONY: setup pretrain test test-kernels lint clean
 
 setup: $(VENV)/.installed
 
@@ -23,8 +23,35 @@ pretrain: setup
 test: setup
 	$(VENV)/bin/python -m pytest -q $(ARGS)
 
+# Opt-in kernel tier: the real mamba_ssm / flash-attn Triton code under TRITON_INTERPRET=1 on CPU,
+# in its own venv so triton and mamba-ssm never enter the main one (README "Kernel tests").
+KVENV ?= .venv-kernels
+KPY := $(KVENV)/bin/python
+TRITON_SPEC ?= triton==3.9.0
+MAMBA_SPEC ?= mamba-ssm==2.3.2.post1
+CONV_SPEC ?= causal-conv1d==1.5.2
+FLASH_SPEC ?= flash-attn==2.8.3
+
+$(KVENV)/.installed: pyproject.toml
+	test -x $(KPY) || python3 -m venv $(KVENV)
+	$(KPY) -m pip install -q --upgrade pip
+	$(KPY) -m pip install -q "$(TORCH_SPEC)"
+	$(KPY) -m pip install -q -e '.[dev]'
+	$(KPY) -m pip install -q "$(TRITON_SPEC)" einops packaging setuptools wheel
+	# Python/Triton parts only: the CUDA extensions are skipped (stand-ins in tests/kernels).
+	MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE \
+		$(KPY) -m pip install -q --no-build-isolation --no-deps "$(MAMBA_SPEC)"
+	CAUSAL_CONV1D_SKIP_CUDA_BUILD=TRUE CAUSAL_CONV1D_FORCE_BUILD=TRUE \
+		$(KPY) -m pip install -q --no-build-isolation --no-deps "$(CONV_SPEC)"
+	FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE FLASH_ATTENTION_FORCE_BUILD=TRUE \
+		$(KPY) -m pip install -q --no-build-isolation --no-deps "$(FLASH_SPEC)"
+	touch $@
+
+test-kernels: $(KVENV)/.installed
+	HNET_KERNEL_TESTS=1 TRITON_INTERPRET=1 $(KPY) -m pytest -q -p no:cacheprovider tests/kernels $(ARGS)
+
 lint: setup
 	$(VENV)/bin/ruff check hnet_dna tests benchmarks pipelines
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(KVENV) *.egg-info .pytest_cache .ruff_cache

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from hnet_dna.model.norm import RMSNormGated
 from hnet_dna.model.ops.conv import causal_depthwise_conv
-from hnet_dna.model.ops.ssd import compute_dtype, kernels_disabled, ssd_scan
+from hnet_dna.model.ops.ssd import compute_dtype, kernel_device_ok, kernels_disabled, ssd_scan
 
 __all__ = ["Mamba2", "Mamba2Cache"]
 
@@ -146,7 +146,7 @@ class Mamba2(nn.Module):
         return causal_depthwise_conv(xBC, w, bias, seq_idx)
 
     def _fused_forward(self, x: Tensor, seq_idx: Tensor | None) -> Tensor | None:
-        if not x.is_cuda or kernels_disabled():
+        if not kernel_device_ok(x) or kernels_disabled():
             return None
         kernel = _load_fused_kernel()
         if kernel is None:

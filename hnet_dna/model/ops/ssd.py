@@ -26,6 +26,11 @@ from torch import Tensor
 # Set to True (or export HNET_DNA_DISABLE_KERNELS=1) to force the pure-torch paths.
 DISABLE_KERNELS: bool = os.environ.get("HNET_DNA_DISABLE_KERNELS", "0") not in ("", "0")
 
+# Kernel test tier only: with HNET_DNA_KERNELS_ON_CPU=1 *and* TRITON_INTERPRET=1 the Triton
+# fast paths also take CPU tensors (Triton's interpreter runs them there, slowly), so the real
+# kernel code can be checked without a GPU. Never set for real work.
+_KERNELS_ON_CPU_ENV = "HNET_DNA_KERNELS_ON_CPU"
+
 # Longest chunk the torch fallback of ``ssd_scan`` uses. The result does not depend on the chunk
 # size (only rounding does); the cost does: (T, T) work per token grows with T, state work per
 # token shrinks with it, and T = 64 was fastest on CPU (fwd + bwd) for headdim 32-64 and state
@@ -38,6 +43,7 @@ __all__ = [
     "TORCH_CHUNK_SIZE",
     "chunked_linear_scan",
     "compute_dtype",
+    "kernel_device_ok",
     "kernels_available",
     "kernels_disabled",
     "load_chunk_scan_kernel",
@@ -65,9 +71,21 @@ def load_chunk_scan_kernel() -> Callable | None:
     return mamba_chunk_scan_combined
 
 
+def kernel_device_ok(t: Tensor) -> bool:
+    """Whether the Triton fast paths may take tensor ``t``: CUDA, or CPU under the Triton
+    interpreter when the kernel test tier asks for it (``HNET_DNA_KERNELS_ON_CPU=1``)."""
+    if t.is_cuda:
+        return True
+    return (
+        t.device.type == "cpu"
+        and os.environ.get(_KERNELS_ON_CPU_ENV, "0") not in ("", "0")
+        and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    )
+
+
 def kernels_available(t: Tensor) -> bool:
     """Whether the mamba_ssm Triton SSD kernel can run on tensor ``t``."""
-    return t.is_cuda and not kernels_disabled() and load_chunk_scan_kernel() is not None
+    return kernel_device_ok(t) and not kernels_disabled() and load_chunk_scan_kernel() is not None
 
 
 # --------------------------------------------------------------------------- helpers

@@ -53,7 +53,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import torch  # noqa: E402
 
 from benchmarks import models  # noqa: E402
-from benchmarks.timing import REPO, measure, peak_memory_of, set_threads  # noqa: E402
+from benchmarks.timing import REPO, measure, peak_memory_of  # noqa: E402
 
 NAME = "gpu_check"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / NAME
@@ -94,6 +94,10 @@ class Plan:
     de_evals: int = 4  # held-out evaluations along each run
     de_max_steps: int | None = None
     de_lr: float = 2e-3
+    # Seconds each section may use (the rest of a section is skipped, row by row, when its
+    # share or the whole budget runs out): 120 + 120 + 40 + 160 + start-up < 8 minutes.
+    shares: dict[str, float] = field(default_factory=lambda: {
+        "parity": 120.0, "throughput": 120.0, "generation": 40.0, "data_efficiency": 160.0})
     corpus: str = "yeast_chrI"
     calibrate_length: int = 4096  # routing calibration prefix (on the CPU)
     build_timeout_s: float = 300.0
@@ -120,13 +124,15 @@ class Context:
     deadline: float
     kernels: dict[str, Any] = field(default_factory=dict)
     build: subprocess.Popen | None = None
+    section_end: float = math.inf
 
     @property
     def cuda(self) -> bool:
         return self.device.type == "cuda"
 
     def left(self) -> float:
-        return self.deadline - time.perf_counter()
+        """Seconds left to the current section (its share, and the whole run's budget)."""
+        return min(self.deadline, self.section_end) - time.perf_counter()
 
     def need_gpu_or_smoke(self) -> None:
         if not self.cuda and not self.plan.smoke:
@@ -162,17 +168,24 @@ def import_without_init(package: str) -> ModuleType:
     return module
 
 
-def load_mamba_triton() -> str:
-    """Make ``mamba_ssm.ops.triton.ssd_combined`` importable; say how."""
+def import_submodule(module: str) -> str:
+    """Import ``module``; where its top-level package's ``__init__`` fails on a missing compiled
+    extension (not on the package itself), register the package without running that
+    ``__init__`` and import ``module`` again. Says which of the two happened."""
+    package = module.split(".")[0]
     try:
-        import mamba_ssm.ops.triton.ssd_combined  # noqa: F401
-        return "mamba_ssm imported"
+        importlib.import_module(module)
+        return f"{module} imported"
     except ModuleNotFoundError as err:
-        if err.name != "selective_scan_cuda":
+        missing = err.name or ""
+        if missing == package or missing.startswith(package + ".") or not missing:
             raise
-    import_without_init("mamba_ssm")
-    import mamba_ssm.ops.triton.ssd_combined  # noqa: F401,F811
-    return "mamba_ssm Triton kernels imported without mamba_ssm/__init__ (no selective_scan_cuda)"
+    import_without_init(package)
+    importlib.import_module(module)
+    return f"{module} imported without {package}/__init__ ({missing} is absent)"
+
+
+MAMBA_TRITON = "mamba_ssm.ops.triton.ssd_combined"
 
 
 def _extract(archive: Path, dest: Path) -> Path:
@@ -234,19 +247,19 @@ def setup_carry(carry: Path | None, ctx: Context) -> dict[str, Any]:
     return info
 
 
-def finish_conv_build(ctx: Context) -> str:
-    """Wait (within the build timeout) for the background causal_conv1d build and import it."""
+def finish_conv_build(ctx: Context, wait_s: float) -> str:
+    """Wait up to ``wait_s`` for the background causal_conv1d build, then import it (and reload
+    mamba_ssm's SSD module, which looked for causal_conv1d when it was first imported). A build
+    still running then is stopped: the rest of the run must not change kernels midway."""
     if ctx.build is None:
         return "no build started"
+    build, ctx.build = ctx.build, None
     started = ctx.kernels.get("build_started", time.perf_counter())
-    wait = max(1.0, ctx.plan.build_timeout_s - (time.perf_counter() - started))
     try:
-        code = ctx.build.wait(timeout=min(wait, max(1.0, ctx.left() - 60)))
+        code = build.wait(timeout=max(0.1, wait_s))
     except subprocess.TimeoutExpired:
-        ctx.build.kill()
-        ctx.build = None
-        return f"build cut off after {ctx.plan.build_timeout_s:.0f} s"
-    ctx.build = None
+        build.kill()
+        return f"build stopped unfinished after {time.perf_counter() - started:.0f} s"
     log = (WORK / "causal_conv1d_build.log").read_text(errors="replace")
     if code:
         return f"build failed (exit {code}): {log[-1500:]}"
@@ -257,7 +270,11 @@ def finish_conv_build(ctx: Context) -> str:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     sys.modules["causal_conv1d_cuda"] = module
-    return f"built and imported {built[0].name}"
+    combined = sys.modules.get("mamba_ssm.ops.triton.ssd_combined")
+    if combined is not None:
+        importlib.reload(combined)
+    return (f"built {built[0].name} for this GPU in {time.perf_counter() - started:.0f} s "
+            "and imported it")
 
 
 def fast_paths(refresh: bool = False) -> dict[str, str]:
@@ -438,6 +455,9 @@ def parity_rows(ctx: Context) -> dict[str, Any]:
     def add(name: str, make: Callable[[str], dict[str, Any]]) -> None:
         for precision in ("fp32", "bf16"):
             key = f"{name}/{precision}"
+            if ctx.left() < 5:
+                rows[key] = {"skipped": "the parity section's time share ran out"}
+                continue
             try:
                 rows[key] = make(precision)
             except Exception as exc:  # one row's failure must not hide the others
@@ -478,6 +498,9 @@ def parity_rows(ctx: Context) -> dict[str, Any]:
 
     # 3. Mamba-2 mixer -> fused mamba_split_conv1d_scan_combined (+ causal_conv1d), else the
     # SSD kernel inside the unfused forward; compared through the module, params fixed by seed.
+    if ctx.build is not None:  # causal_conv1d compiled in the background meanwhile
+        ctx.kernels["causal_conv1d_build"] = finish_conv_build(ctx, ctx.left() - 40)
+        paths = fast_paths(refresh=True)
     torch.manual_seed(0)
     mixer = Mamba2(256, d_state=state, headdim=headdim, chunk_size=chunk)
     mx = torch.randn(2, L, 256, generator=g)
@@ -553,8 +576,6 @@ def train_case(config: Any, batch: int, length: int, ctx: Context) -> dict[str, 
     timing = measure(synced, warmup=1 if ctx.cuda else 0, repeats=ctx.plan.repeats)
     flops = models.flops_report(model, length, compression)
     bases = batch * length
-    del model, step
-    free(ctx.device)
     return {"batch": batch, "length": length, "compression": compression,
             "precision": "bf16 autocast" if amp else "fp32", **flops,
             "seconds": timing.wall.median, "seconds_all": timing.wall.values,
@@ -565,14 +586,18 @@ def train_case(config: Any, batch: int, length: int, ctx: Context) -> dict[str, 
 
 def throughput(ctx: Context) -> dict[str, Any]:
     ctx.need_gpu_or_smoke()
+    if ctx.build is not None:  # parity was skipped or cut short: last chance, no waiting
+        ctx.kernels["causal_conv1d_build"] = finish_conv_build(ctx, 0)
+        fast_paths(refresh=True)
     plan = ctx.plan
     widths = models.Widths(*plan.widths)
     rows = []
     for length in plan.lengths:
         batch = max(1, plan.tokens_per_step // length)
         for name in ("hnet_1stage", "hnet_2stage"):
-            if ctx.left() < 20:
-                rows.append({"length": length, "model": name, "skipped": "deadline"})
+            if ctx.left() < 15:
+                rows.append({"length": length, "model": name,
+                             "skipped": "the throughput section's time share ran out"})
                 continue
             config = models.hnet_config(name, widths)
             row: dict[str, Any] = {"length": length, "model": name,
@@ -581,10 +606,10 @@ def throughput(ctx: Context) -> dict[str, Any]:
                 row.update(train_case(config, batch, length, ctx))
             except Exception as exc:
                 row["error"] = f"{type(exc).__name__}: {exc}"
-                rows.append(row)
-                free(ctx.device)
-                continue
+            free(ctx.device)  # the case's model and optimizer went out of scope
             rows.append(row)
+            if "error" in row:
+                continue
             for kind in ("transformer", "mamba2"):
                 match = models.match_isotropic(kind, row["train_flops_per_base"], length,
                                                config.d_model)
@@ -599,7 +624,7 @@ def throughput(ctx: Context) -> dict[str, Any]:
                     base["hnet_over_this_equal_flop"] = row["tflops"] / base["tflops"]
                 except Exception as exc:
                     base["error"] = f"{type(exc).__name__}: {exc}"
-                    free(ctx.device)
+                free(ctx.device)
                 rows.append(base)
     return {"widths": list(plan.widths), "tokens_per_step": plan.tokens_per_step,
             "repeats": plan.repeats, "rows": rows}
@@ -616,8 +641,8 @@ def generation(ctx: Context) -> dict[str, Any]:
     total = max(plan.gen_contexts) + plan.gen_steps + 4
     ids = models.dna_batch(1, total, seed=1)
     for name in ("hnet_1stage", "hnet_2stage", "mamba2", "transformer_swa", "transformer"):
-        if ctx.left() < 10:
-            rows[name] = {"skipped": "deadline"}
+        if ctx.left() < 5:
+            rows[name] = {"skipped": "the generation section's time share ran out"}
             continue
         try:
             model, _ = prepare_model(configs[name], ids[:, : max(plan.gen_contexts)], ctx)
@@ -746,8 +771,9 @@ def data_efficiency(ctx: Context) -> dict[str, Any]:
         probe[name] = (time.perf_counter() - t0) / 3
         del model, step
         free(device)
-    # Equal bases for all: what the slowest model fits in its share of the time left.
-    share = min(plan.de_seconds, max(1.0, (ctx.left() - 30) / len(configs)))
+    # Equal bases for all: what the slowest model fits in its share of the time left (less ~10 s
+    # per model for set-up and held-out evaluation).
+    share = min(plan.de_seconds, max(1.0, ctx.left() / len(configs) - 10))
     steps = max(2, int(share / max(probe.values())))
     if plan.de_max_steps is not None:
         steps = min(steps, plan.de_max_steps)
@@ -800,7 +826,7 @@ def environment(ctx: Context) -> dict[str, Any]:
         except ImportError:
             info["triton"] = None
     try:
-        info["mamba_ssm_import"] = load_mamba_triton()
+        info["mamba_ssm_import"] = import_submodule(MAMBA_TRITON)
     except Exception as exc:
         info["mamba_ssm_import"] = f"failed: {type(exc).__name__}: {exc}"
     info["fast_paths"] = fast_paths(refresh=True)
@@ -809,9 +835,6 @@ def environment(ctx: Context) -> dict[str, Any]:
 
 def parity(ctx: Context) -> dict[str, Any]:
     ctx.need_gpu_or_smoke()
-    if ctx.build is not None:  # the fused Mamba-2 rows need causal_conv1d
-        ctx.kernels["causal_conv1d_build"] = finish_conv_build(ctx)
-        ctx.kernels["fast_paths_after_build"] = fast_paths(refresh=True)
     return parity_rows(ctx)
 
 
@@ -834,22 +857,28 @@ def markdown(payload: dict[str, Any]) -> str:
     """A short summary of the JSON (GPU rows say why they were skipped)."""
     sec = payload["sections"]
     env = sec.get("environment", {})
+    plan = payload["plan"]
+    device = env.get("gpu") or env.get("device", "?")
     lines = [f"# gpu_check: {payload['when']}", "",
-             f"device `{env.get('gpu') or env.get('device', '?')}`, torch {env.get('torch')},"
-             f" commit {env.get('commit')}{' (dirty)' if env.get('dirty') else ''}, smoke:"
-             f" {payload['plan']['smoke']}, {payload['seconds']:.0f} s of {payload['plan']['budget_s']:.0f} s budget", ""]
+             f"device `{device}`, torch {env.get('torch')}, commit {env.get('commit')}"
+             f"{' (dirty)' if env.get('dirty') else ''}, {payload['seconds']:.0f} s of the"
+             f" {plan['budget_s']:.0f} s budget", ""]
+    if plan["smoke"] or device == "cpu":
+        lines += [f"**{'Smoke run (tiny shapes)' if plan['smoke'] else 'No GPU'} on `{device}`:"
+                  " these numbers test the script; they are not GPU readings.**", ""]
     for key, value in (env.get("fast_paths") or {}).items():
         lines.append(f"* {key}: {value}")
     for key, value in payload.get("kernels", {}).items():
         lines.append(f"* {key}: {str(value)[:300]}")
-    for name, _, _ in SECTIONS[1:]:
+    for name in SUMMARIES:
         r = sec.get(name)
         lines += ["", f"## {name}", ""]
         if r is None:
             lines.append("not reached")
             continue
         if "skipped" in r or "error" in r:
-            lines.append(f"{'skipped' if 'skipped' in r else 'error'}: {r.get('skipped') or r['error']}")
+            kind = "skipped" if "skipped" in r else "error"
+            lines.append(f"{kind}: {r[kind]}")
             continue
         lines += SUMMARIES[name](r)
     return "\n".join(lines) + "\n"
@@ -879,7 +908,8 @@ def _throughput_md(r: dict[str, Any]) -> list[str]:
            " H-Net / this (raw, equal-FLOP) |", "|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         if "error" in row or "skipped" in row:
-            out.append(f"| {row['length']} | {row['model']} | {row.get('error') or row.get('skipped')} | | | | | | |")
+            why = row.get("error") or row.get("skipped")
+            out.append(f"| {row['length']} | {row['model']} | {why} | | | | | | |")
             continue
         ratio = (f"{row['hnet_over_this']:.2f}, {row['hnet_over_this_equal_flop']:.2f}"
                  if "hnet_over_this" in row else "")
@@ -982,19 +1012,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     plan = Plan.make(args.smoke, budget_s=args.budget, corpus=args.corpus,
                      de_seconds=args.de_seconds)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    threads = torch.get_num_threads()
     if device.type == "cpu":
-        set_threads(1)  # the CPU runs are smoke tests; one thread cannot oversubscribe the cores
+        torch.set_num_threads(1)  # CPU runs are smoke tests: one thread never oversubscribes
+    try:
+        return _run_sections(args, plan, device, t0, argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_sections(args: argparse.Namespace, plan: Plan, device: torch.device, t0: float,
+                  argv: list[str] | None) -> dict[str, Any]:
     ctx = Context(plan, device, deadline=t0 + plan.budget_s)
     payload: dict[str, Any] = {"benchmark": NAME, "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                                "argv": sys.argv if argv is None else argv, "plan": asdict(plan),
                                "kernels": ctx.kernels, "sections": {}, "seconds": 0.0}
+    ctx.kernels["build_started"] = time.perf_counter()
     try:
         ctx.kernels.update(setup_carry(args.carry, ctx))
-        ctx.kernels["build_started"] = time.perf_counter()
     except Exception as exc:
         ctx.kernels["error"] = f"{type(exc).__name__}: {exc}"
     for name, fn, needs in SECTIONS:
         started = time.perf_counter()
+        ctx.section_end = started + plan.shares.get(name, math.inf)
         if ctx.left() < needs:
             result: dict[str, Any] = {"skipped": f"deadline: {ctx.left():.0f} s left of the "
                                                  f"{plan.budget_s:.0f} s budget"}
@@ -1016,6 +1056,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         print(f"[{NAME}] {name}: {status} ({result['section_seconds']:.1f} s)", flush=True)
     if ctx.build is not None:
         ctx.build.kill()
+        ctx.kernels["causal_conv1d_build"] = "build stopped: no section used it"
     ctx.kernels.pop("build_started", None)
     write(args.out, payload)
     print(f"[{NAME}] wrote {args.out / (NAME + '.json')} and {NAME}.md "

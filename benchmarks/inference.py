@@ -34,7 +34,8 @@ def embedding_configs() -> dict[str, HNetConfig]:
     return out
 
 
-def generation_configs(w: models.Widths = models.Widths()) -> dict[str, HNetConfig]:
+def generation_configs(w: models.Widths | None = None) -> dict[str, HNetConfig]:
+    w = w or models.Widths()
     return {
         "hnet_1stage": models.hnet_config("hnet_1stage", w),
         "hnet_1stage_mamba": models.hnet_config("hnet_1stage_mamba", w),

@@ -282,9 +282,9 @@ def fast_paths(refresh: bool = False) -> dict[str, str]:
     from hnet_dna.model import attention, mamba2
     from hnet_dna.model.ops import ssd
 
-    if refresh:
-        ssd.load_chunk_scan_kernel.cache_clear()
-        mamba2._load_fused_kernel.cache_clear()
+    if refresh:  # the loaders cache their first answer (functools.lru_cache)
+        for loader in (ssd.load_chunk_scan_kernel, mamba2._load_fused_kernel):
+            getattr(loader, "cache_clear", lambda: None)()
         if attention.flash_attn_func is None:
             with contextlib.suppress(ImportError, OSError):
                 from flash_attn import flash_attn_func, flash_attn_varlen_func
@@ -976,16 +976,19 @@ def prepare(folder: Path) -> None:
                              "manylinux2014_x86_64") for a in ("--platform", p)]
     subprocess.run([*pip, "--only-binary", ":all:", "--python-version", "3.12",
                     "--implementation", "cp", *platforms, BIOPYTHON], check=True)
-    exclude = subprocess.run(["git", "rev-parse", "--git-path", "info/exclude"], cwd=REPO,
-                             capture_output=True, text=True, check=True).stdout.strip()
-    exclude_path = (REPO / exclude).resolve()
-    entry = f"/{folder.resolve().relative_to(REPO)}/"
-    lines = exclude_path.read_text().splitlines() if exclude_path.exists() else []
-    if entry not in lines:
-        exclude_path.parent.mkdir(parents=True, exist_ok=True)
-        exclude_path.write_text("\n".join([*lines, entry]) + "\n")
-    print(f"prepared {folder} ({entry} excluded from git); on the device run:\n"
-          f"  python3 benchmarks/gpu_check.py --carry {entry.strip('/')} --out $OUT")
+    folder = folder.resolve()
+    if folder.is_relative_to(REPO):  # only what git ignores travels as `carry`
+        exclude = subprocess.run(["git", "rev-parse", "--git-path", "info/exclude"], cwd=REPO,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        exclude_path = REPO / exclude
+        entry = f"/{folder.relative_to(REPO)}/"
+        lines = exclude_path.read_text().splitlines() if exclude_path.exists() else []
+        if entry not in lines:
+            exclude_path.parent.mkdir(parents=True, exist_ok=True)
+            exclude_path.write_text("\n".join([*lines, entry]) + "\n")
+        print(f"{entry} added to {exclude_path}")
+    print(f"prepared {folder}; on the device machine, with it carried:\n"
+          f"  python3 benchmarks/gpu_check.py --carry {folder.name} --out $OUT")
 
 
 # ----------------------------------------------------------------------------- main

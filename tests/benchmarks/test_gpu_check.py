@@ -199,3 +199,30 @@ def test_conv_build_command_targets_one_architecture(tmp_path):
     assert cmd[0] == sys.executable and "name='causal_conv1d_cuda'" in code
     assert "arch=compute_90,code=sm_90" in code and code.count("-gencode") == 1
     compile(code, "<build>", "exec")  # a valid python program
+
+
+def test_compare_judges_a_fast_path_by_its_calls_and_its_error(monkeypatch):
+    """The parity plumbing with a stand-in fast path (the CPU has no real one): a kernel that
+    is called and close enough passes, one off by 1% fails fp32, one never called is 'not
+    taken'; the torch path and the oracle run with the kernels switched off."""
+    from hnet_dna.model.ops import ssd
+
+    ctx = gpu_check.Context(gpu_check.Plan.make(True), torch.device("cpu"), deadline=math.inf)
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+
+    def run(scale: float, call: bool) -> dict:
+        monkeypatch.setattr(ssd, "load_chunk_scan_kernel", lambda: (lambda t: t * scale))
+
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            if call and not kernels_disabled():
+                return ssd.load_chunk_scan_kernel()(x)
+            return x * 1.0
+
+        return gpu_check.compare(fn, {"x": x}, ("x",), "fp32", ctx, True, "")
+
+    good, bad, idle = run(1 + 1e-4, True), run(1.01, True), run(1.01, False)
+    assert good["fast"] == "pass" and good["fast_calls"]["ssd_triton"] == 1
+    assert good["worst_rel_l2"] == pytest.approx(1e-4, rel=1e-3)
+    assert good["torch_vs_f64"]["out"]["rel_l2"] < 1e-7  # the torch path never saw the kernel
+    assert bad["fast"] == "FAIL" and bad["fast_vs_torch"]["dx"]["rel_l2"] == pytest.approx(1e-2, rel=1e-4)
+    assert idle["fast"].startswith("not taken")

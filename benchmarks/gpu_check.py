@@ -99,8 +99,7 @@ class Plan:
     shares: dict[str, float] = field(default_factory=lambda: {
         "parity": 120.0, "throughput": 120.0, "generation": 40.0, "data_efficiency": 160.0})
     corpus: str = "yeast_chrI"
-    calibrate_length: int = 4096  # routing calibration prefix (on the CPU)
-    build_timeout_s: float = 300.0
+    calibrate_length: int = 4096  # routing calibration prefix
 
     @classmethod
     def make(cls, smoke: bool, **overrides: Any) -> Plan:
@@ -110,7 +109,7 @@ class Plan:
                        tokens_per_step=256, repeats=1, parity_length=96, attention_length=160,
                        gen_contexts=(32, 64), gen_steps=3, de_width=32, de_length=128,
                        de_batch=2, de_seconds=1.0, de_eval_bases=512, de_evals=2,
-                       de_max_steps=3, calibrate_length=256, build_timeout_s=60.0)
+                       de_max_steps=3, calibrate_length=256)
         for key, value in overrides.items():
             if value is not None:
                 setattr(plan, key, value)
@@ -548,15 +547,14 @@ def parity_rows(ctx: Context) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- throughput
 def prepare_model(config: Any, tokens: torch.Tensor, ctx: Context) -> tuple[Any, list[float]]:
-    """Build on the CPU, calibrate routing to N = 3 on a prefix, move to the device; returns
-    the model and its realised compression on ``tokens``."""
-    model = models.build(config)
-    if config.num_stages:
-        models.calibrate_routing(model, tokens[:1, : ctx.plan.calibrate_length])
-    model = model.to(ctx.device)
-    compression = (models.realised_compression(model, tokens.to(ctx.device))
-                   if config.num_stages else [])
-    return model, compression
+    """Build, move to the device, calibrate routing to N = 3 on a prefix of the first row;
+    returns the model and its realised compression on ``tokens``."""
+    model = models.build(config).to(ctx.device)
+    tokens = tokens.to(ctx.device)
+    if not config.num_stages:
+        return model, []
+    models.calibrate_routing(model, tokens[:1, : ctx.plan.calibrate_length])
+    return model, models.realised_compression(model, tokens)
 
 
 def train_case(config: Any, batch: int, length: int, ctx: Context) -> dict[str, Any]:
@@ -611,6 +609,10 @@ def throughput(ctx: Context) -> dict[str, Any]:
             if "error" in row:
                 continue
             for kind in ("transformer", "mamba2"):
+                if ctx.left() < 5:
+                    rows.append({"length": length, "model": kind, "matched_to": name,
+                                 "skipped": "the throughput section's time share ran out"})
+                    continue
                 match = models.match_isotropic(kind, row["train_flops_per_base"], length,
                                                config.d_model)
                 iso = models.isotropic_config(kind, match["d_model"], match["layers"],

@@ -99,7 +99,7 @@ by row when its share or the 450 s budget runs out. Without CUDA the four sectio
 do). On the device machine, which reaches no registry: here run
 `python benchmarks/gpu_check.py --prepare .gpu_carry` (mamba-ssm and causal-conv1d sources and a
 Python 3.12 biopython wheel, 3.5 MB; the folder goes into `.git/info/exclude`), then, carrying
-`.gpu_carry`, first a smoke run to check the set-up (timeout 240 s), then the full run
+`.gpu_carry`, first a smoke run to check the set-up (timeout 300 s), then the full run
 (timeout 540 s) on the same warm machine:
 
 ```

@@ -807,7 +807,8 @@ def data_efficiency(ctx: Context) -> dict[str, Any]:
             if i in evals:
                 sync(device)
                 paused = time.perf_counter()
-                curve.append({"step": i, "bases": i * batch * L, **evaluate(model)})
+                held_out = evaluate(model)  # bpb, bpb_upper, bases / bases_upper scored
+                curve.append({"step": i, "train_bases": i * batch * L, **held_out})
                 t0 += time.perf_counter() - paused
         sync(device)
         seconds = time.perf_counter() - t0
@@ -821,7 +822,7 @@ def data_efficiency(ctx: Context) -> dict[str, Any]:
         del model, step
         free(device)
     return {"corpus": plan.corpus, "train_split_bases": train_bases,
-            "eval_bases": plan.de_eval_bases, "context": L, "batch": batch, "lr": plan.de_lr,
+            "eval_bases_cap": plan.de_eval_bases, "context": L, "batch": batch, "lr": plan.de_lr,
             "precision": "bf16 autocast" if amp else "fp32", "probe_s_per_step": probe,
             "steps": steps, "bases_per_model": steps * batch * L,
             "epochs": steps * batch * L / train_bases, "seconds_share": share, "runs": runs}
@@ -952,10 +953,12 @@ def _generation_md(r: dict[str, Any]) -> list[str]:
 
 
 def _de_md(r: dict[str, Any]) -> list[str]:
+    scored = next(iter(r["runs"].values()))["curve"][-1]["bases"] if r["runs"] else 0
     out = [f"corpus `{r['corpus']}` ({r['train_split_bases']} training bases), context "
            f"{r['context']}, batch {r['batch']}, {r['precision']}, lr {r['lr']}: "
            f"{r['steps']} steps = {r['bases_per_model']} bases per model "
-           f"({r['epochs']:.1f} epochs), held-out bits/base on {r['eval_bases']} valid bases", "",
+           f"({r['epochs']:.1f} epochs), held-out bits/base on the first {scored} valid"
+           " bases", "",
            "| model | layout | train GFLOP/base | bases/s | bpb along the run | final bpb |",
            "|---|---|---|---|---|---|"]
     for name, run in r["runs"].items():

@@ -97,7 +97,12 @@ def test_smoke_generation_and_data_efficiency(smoke):
     for run in de["runs"].values():
         steps = [c["step"] for c in run["curve"]]
         assert steps[-1] == de["steps"] and steps == sorted(set(steps))  # equal bases for all
-        assert all(0 < c["bpb"] < 8 and c["bases"] > 0 for c in run["curve"])
+        assert all(0 < c["bpb"] < 8 for c in run["curve"])
+        assert [c["train_bases"] for c in run["curve"]] == [
+            s * de["batch"] * de["context"] for s in steps]
+        # every model is scored on the same held-out bases
+        assert {c["bases"] for c in run["curve"]} == {
+            de["runs"]["hnet"]["curve"][0]["bases"]}
         assert math.isfinite(run["final_train_loss"])
     assert de["runs"]["hnet"]["layout"] == ["m2t1", ["T5"], "m2"]
     assert "Smoke run (tiny shapes)" in md and "error:" not in md

@@ -953,11 +953,11 @@ def _generation_md(r: dict[str, Any]) -> list[str]:
 
 
 def _de_md(r: dict[str, Any]) -> list[str]:
-    scored = next(iter(r["runs"].values()))["curve"][-1]["bases"] if r["runs"] else 0
+    scored = int(next(iter(r["runs"].values()))["curve"][-1]["bases"]) if r["runs"] else 0
     out = [f"corpus `{r['corpus']}` ({r['train_split_bases']} training bases), context "
            f"{r['context']}, batch {r['batch']}, {r['precision']}, lr {r['lr']}: "
            f"{r['steps']} steps = {r['bases_per_model']} bases per model "
-           f"({r['epochs']:.1f} epochs), held-out bits/base on the first {scored} valid"
+           f"({r['epochs']:.3g} epochs), held-out bits/base on the first {scored} valid"
            " bases", "",
            "| model | layout | train GFLOP/base | bases/s | bpb along the run | final bpb |",
            "|---|---|---|---|---|---|"]

@@ -99,8 +99,8 @@ by row when its share or the 450 s budget runs out. Without CUDA the four sectio
 do). On the device machine, which reaches no registry: here run
 `python benchmarks/gpu_check.py --prepare .gpu_carry` (mamba-ssm and causal-conv1d sources and a
 Python 3.12 biopython wheel, 3.5 MB; the folder goes into `.git/info/exclude`), then, carrying
-`.gpu_carry`, first a smoke run to check the set-up (timeout 300 s), then the full run
-(timeout 540 s) on the same warm machine:
+`.gpu_carry`, first a smoke run to check the set-up (timeout 300 s), then at once (a machine
+stays warm 30 s) the full run (timeout 540 s); about 12 of the 15 device minutes in all:
 
 ```
 python3 benchmarks/gpu_check.py --smoke --carry .gpu_carry --out $OUT
@@ -110,8 +110,8 @@ python3 benchmarks/gpu_check.py --carry .gpu_carry --out $OUT 2>&1 | tee $OUT/gp
 There the mamba-ssm Triton kernels are imported from source without `mamba_ssm/__init__` (it
 needs the Mamba-1 CUDA extension, not built and not used), causal_conv1d's CUDA extension is
 compiled for the GPU in the background while the scans are checked (the second call reuses the
-build and Triton's cache), and flash-attn is reported unavailable (no wheel on PyPI; building
-it takes hours). Copy the returned files to `benchmarks/results/gpu_check/` and commit them.
+build and Triton's compiled kernels, so its time shares go to measuring), and flash-attn is
+reported unavailable (no wheel on PyPI; building it takes hours). Copy the returned files to `benchmarks/results/gpu_check/` and commit them.
 **No GPU run exists yet**: no GPU was lent to the task that wrote the script.
 """
 

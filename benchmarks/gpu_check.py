@@ -32,19 +32,16 @@ import argparse
 import contextlib
 import copy
 import gc
-import importlib.util
 import json
 import math
 import os
 import subprocess
 import sys
-import tarfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -53,14 +50,20 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import torch  # noqa: E402
 
 from benchmarks import models  # noqa: E402
+from benchmarks.gpu_kernels import (  # noqa: E402
+    MAMBA_TRITON,
+    count_kernel_calls,
+    fast_paths,
+    finish_conv_build,
+    import_submodule,
+    prepare,
+    setup_carry,
+    torch_paths,
+)
 from benchmarks.timing import REPO, measure, peak_memory_of  # noqa: E402
 
 NAME = "gpu_check"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / NAME
-WORK = Path(os.environ.get("GPU_CHECK_WORK", "/tmp/gpu_check"))  # installs and builds
-MAMBA_SSM = "mamba-ssm==2.3.2.post1"
-CAUSAL_CONV1D = "causal-conv1d==1.7.0"
-BIOPYTHON = "biopython==1.85"  # FASTA reading where pysam is absent (the device image)
 NO_CUDA = "no CUDA device in this run (the GPU rows need one)"
 # Relative L2 error (||out - ref|| / ||ref||) a fast path may show against the float64 oracle.
 # fp32: the Triton kernels use TF32 tensor-core products; bf16: inputs rounded to 8 bits.
@@ -123,6 +126,7 @@ class Context:
     deadline: float
     kernels: dict[str, Any] = field(default_factory=dict)
     build: subprocess.Popen | None = None
+    build_started: float = 0.0
     section_end: float = math.inf
 
     @property
@@ -132,6 +136,13 @@ class Context:
     def left(self) -> float:
         """Seconds left to the current section (its share, and the whole run's budget)."""
         return min(self.deadline, self.section_end) - time.perf_counter()
+
+    def finish_build(self, wait_s: float) -> str:
+        """Wait for (or stop) the background causal_conv1d build and import it."""
+        build, self.build = self.build, None
+        if build is None:
+            return "no build started"
+        return finish_conv_build(build, self.build_started, wait_s)
 
     def need_gpu_or_smoke(self) -> None:
         if not self.cuda and not self.plan.smoke:
@@ -147,227 +158,6 @@ def free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-# ----------------------------------------------------------------------------- kernels setup
-def import_without_init(package: str) -> ModuleType:
-    """Register ``package`` in ``sys.modules`` without running its ``__init__``.
-
-    mamba_ssm's ``__init__`` imports its Mamba-1 CUDA extension (``selective_scan_cuda``), which
-    an install without the CUDA build lacks and hnet_dna never calls; its Triton SSD kernels,
-    which hnet_dna does call, are plain submodules that import fine once the package is known.
-    """
-    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
-        del sys.modules[name]  # a half-imported package from the failed attempt
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.submodule_search_locations is None:
-        raise ImportError(f"{package} is not an importable package")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[package] = module
-    return module
-
-
-def import_submodule(module: str) -> str:
-    """Import ``module``; where its top-level package's ``__init__`` fails on a missing compiled
-    extension (not on the package itself), register the package without running that
-    ``__init__`` and import ``module`` again. Says which of the two happened."""
-    package = module.split(".")[0]
-    try:
-        importlib.import_module(module)
-        return f"{module} imported"
-    except ModuleNotFoundError as err:
-        missing = err.name or ""
-        if missing == package or missing.startswith(package + ".") or not missing:
-            raise
-    import_without_init(package)
-    importlib.import_module(module)
-    return f"{module} imported without {package}/__init__ ({missing} is absent)"
-
-
-MAMBA_TRITON = "mamba_ssm.ops.triton.ssd_combined"
-
-
-def _extract(archive: Path, dest: Path) -> Path:
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-    return dest / archive.name.removesuffix(".tar.gz")
-
-
-def conv_build_command(src: Path, build_dir: Path, arch: str) -> list[str]:
-    """A python command that JIT-compiles causal_conv1d's CUDA extension for one architecture
-    (the flags of its setup.py, one ``-gencode`` instead of nine)."""
-    sources = [str(src / "csrc" / f) for f in ("causal_conv1d.cpp", "causal_conv1d_fwd.cu",
-                                                "causal_conv1d_bwd.cu", "causal_conv1d_update.cu")]
-    nvcc = ["-O3", "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
-            "-U__CUDA_NO_BFLOAT16_OPERATORS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
-            "-U__CUDA_NO_BFLOAT162_OPERATORS__", "-U__CUDA_NO_BFLOAT162_CONVERSIONS__",
-            "--expt-relaxed-constexpr", "--expt-extended-lambda", "--use_fast_math",
-            "--threads", "4", "-gencode", f"arch=compute_{arch},code=sm_{arch}"]
-    code = ("import torch.utils.cpp_extension as c; "
-            f"c.load(name='causal_conv1d_cuda', sources={sources!r}, extra_cflags=['-O3'], "
-            f"extra_cuda_cflags={nvcc!r}, build_directory={str(build_dir)!r}, verbose=True)")
-    return [sys.executable, "-c", code]
-
-
-def setup_carry(carry: Path | None, ctx: Context) -> dict[str, Any]:
-    """Install what ``--prepare`` put in ``carry`` (wheels; mamba-ssm and causal-conv1d
-    sources) and start compiling causal_conv1d's extension in the background."""
-    info: dict[str, Any] = {"carry": None if carry is None else str(carry)}
-    if carry is None:
-        return info
-    if not carry.is_dir():
-        info["error"] = f"--carry {carry}: no such folder (make it with --prepare)"
-        return info
-    WORK.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(str(p) for p in carry.glob("*.whl"))
-    if wheels:
-        site = WORK / "site"
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index",
-                               "--no-deps", "--no-compile", "--upgrade", "--target", str(site),
-                               *wheels], capture_output=True, text=True)
-        info["wheels"] = [Path(w).name for w in wheels]
-        if proc.returncode:
-            info["wheels_error"] = proc.stderr[-2000:]
-        sys.path.insert(0, str(site))
-    for archive in sorted(carry.glob("*.tar.gz")):
-        root = _extract(archive, WORK / "src")
-        sys.path.insert(0, str(root))
-        info.setdefault("sources", []).append(archive.name)
-        if archive.name.startswith("causal_conv1d") and ctx.cuda:
-            major, minor = torch.cuda.get_device_capability(ctx.device)
-            build_dir = WORK / "build" / "causal_conv1d"
-            build_dir.mkdir(parents=True, exist_ok=True)
-            log = open(WORK / "causal_conv1d_build.log", "w")  # noqa: SIM115 (closed by the OS)
-            env = {**os.environ, "MAX_JOBS": str(os.cpu_count() or 4)}
-            ctx.build = subprocess.Popen(conv_build_command(root, build_dir, f"{major}{minor}"),
-                                         stdout=log, stderr=subprocess.STDOUT, env=env)
-            info["causal_conv1d_build"] = f"started for sm_{major}{minor} in {build_dir}"
-    importlib.invalidate_caches()
-    return info
-
-
-def finish_conv_build(ctx: Context, wait_s: float) -> str:
-    """Wait up to ``wait_s`` for the background causal_conv1d build, then import it (and reload
-    mamba_ssm's SSD module, which looked for causal_conv1d when it was first imported). A build
-    still running then is stopped: the rest of the run must not change kernels midway."""
-    if ctx.build is None:
-        return "no build started"
-    build, ctx.build = ctx.build, None
-    started = ctx.kernels.get("build_started", time.perf_counter())
-    try:
-        code = build.wait(timeout=max(0.1, wait_s))
-    except subprocess.TimeoutExpired:
-        build.kill()
-        return f"build stopped unfinished after {time.perf_counter() - started:.0f} s"
-    log = (WORK / "causal_conv1d_build.log").read_text(errors="replace")
-    if code:
-        return f"build failed (exit {code}): {log[-1500:]}"
-    built = sorted((WORK / "build" / "causal_conv1d").glob("causal_conv1d_cuda*.so"))
-    if not built:
-        return "build finished but left no causal_conv1d_cuda*.so"
-    spec = importlib.util.spec_from_file_location("causal_conv1d_cuda", built[0])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules["causal_conv1d_cuda"] = module
-    combined = sys.modules.get("mamba_ssm.ops.triton.ssd_combined")
-    if combined is not None:
-        importlib.reload(combined)
-    return (f"built {built[0].name} for this GPU in {time.perf_counter() - started:.0f} s "
-            "and imported it")
-
-
-def fast_paths(refresh: bool = False) -> dict[str, str]:
-    """Which fast paths import now (``refresh`` clears hnet_dna's cached look-ups first)."""
-    from hnet_dna.model import attention, mamba2
-    from hnet_dna.model.ops import ssd
-
-    if refresh:  # the loaders cache their first answer (functools.lru_cache)
-        for loader in (ssd.load_chunk_scan_kernel, mamba2._load_fused_kernel):
-            getattr(loader, "cache_clear", lambda: None)()
-        if attention.flash_attn_func is None:
-            with contextlib.suppress(ImportError, OSError):
-                from flash_attn import flash_attn_func, flash_attn_varlen_func
-
-                attention.flash_attn_func = flash_attn_func
-                attention.flash_attn_varlen_func = flash_attn_varlen_func
-
-    def status(ok: bool, what: str) -> str:
-        return "available" if ok else f"unavailable: {what}"
-
-    return {
-        "ssd_triton": status(ssd.load_chunk_scan_kernel() is not None,
-                             "mamba_ssm.ops.triton.ssd_combined does not import"),
-        "mamba2_fused": status(mamba2._load_fused_kernel() is not None,
-                               "mamba_split_conv1d_scan_combined or causal_conv1d missing"),
-        "flash_attn": status(attention.flash_attn_func is not None,
-                             "flash_attn does not import (no prebuilt wheel on PyPI; its source"
-                             " build takes hours)"),
-        "selective_state_update": "not used: Mamba2.step (decoding) is pure torch",
-    }
-
-
-# ----------------------------------------------------------------------------- path switches
-@contextlib.contextmanager
-def torch_paths() -> Iterator[None]:
-    """Force every pure-torch path (the mamba_ssm switch ``HNET_DNA_DISABLE_KERNELS`` and no
-    flash-attn) for the duration."""
-    from hnet_dna.model import attention
-
-    saved_env = os.environ.get("HNET_DNA_DISABLE_KERNELS")
-    saved_flash = attention.flash_attn_func
-    os.environ["HNET_DNA_DISABLE_KERNELS"] = "1"
-    attention.flash_attn_func = None
-    try:
-        yield
-    finally:
-        attention.flash_attn_func = saved_flash
-        if saved_env is None:
-            os.environ.pop("HNET_DNA_DISABLE_KERNELS", None)
-        else:
-            os.environ["HNET_DNA_DISABLE_KERNELS"] = saved_env
-
-
-@contextlib.contextmanager
-def count_kernel_calls() -> Iterator[dict[str, int]]:
-    """Count calls of each fast path while inside (evidence of which path actually ran).
-
-    hnet_dna reaches its kernels through module attributes: the cached loaders
-    ``load_chunk_scan_kernel`` (ssd, and ema which imports it) and ``_load_fused_kernel``
-    (mamba2), and the ``flash_attn_*`` functions (attention). Each is swapped for a counting
-    stand-in that returns or calls the same kernel, and put back afterwards.
-    """
-    from hnet_dna.model import attention, mamba2
-    from hnet_dna.model.ops import ema, ssd
-
-    calls = {"ssd_triton": 0, "mamba2_fused": 0, "flash_attn": 0}
-
-    def counted(fn: Callable | None, key: str) -> Callable | None:
-        if fn is None:
-            return None
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            calls[key] += 1
-            return fn(*args, **kwargs)
-
-        return wrapper
-
-    scan = counted(ssd.load_chunk_scan_kernel(), "ssd_triton")
-    fused = counted(mamba2._load_fused_kernel(), "mamba2_fused")
-    swaps = [(ssd, "load_chunk_scan_kernel", lambda: scan),
-             (ema, "load_chunk_scan_kernel", lambda: scan),
-             (mamba2, "_load_fused_kernel", lambda: fused),
-             (attention, "flash_attn_func", counted(attention.flash_attn_func, "flash_attn")),
-             (attention, "flash_attn_varlen_func",
-              counted(attention.flash_attn_varlen_func, "flash_attn"))]
-    swaps = [(m, name, new) for m, name, new in swaps if hasattr(m, name)]
-    saved = [(m, name, getattr(m, name)) for m, name, _ in swaps]
-    for m, name, new in swaps:
-        setattr(m, name, new)
-    try:
-        yield calls
-    finally:
-        for m, name, old in saved:
-            setattr(m, name, old)
 
 
 # ----------------------------------------------------------------------------- parity
@@ -513,7 +303,7 @@ def parity_rows(ctx: Context) -> dict[str, Any]:
     # 3. Mamba-2 mixer -> fused mamba_split_conv1d_scan_combined (+ causal_conv1d), else the
     # SSD kernel inside the unfused forward; compared through the module, params fixed by seed.
     if ctx.build is not None:  # causal_conv1d compiled in the background meanwhile
-        ctx.kernels["causal_conv1d_build"] = finish_conv_build(ctx, ctx.left() - 40)
+        ctx.kernels["causal_conv1d_build"] = ctx.finish_build(ctx.left() - 40)
         paths = ctx.kernels["fast_paths_after_build"] = fast_paths(refresh=True)
     torch.manual_seed(0)
     mixer = Mamba2(256, d_state=state, headdim=headdim, chunk_size=chunk)
@@ -600,7 +390,7 @@ def train_case(config: Any, batch: int, length: int, ctx: Context) -> dict[str, 
 def throughput(ctx: Context) -> dict[str, Any]:
     ctx.need_gpu_or_smoke()
     if ctx.build is not None:  # parity was skipped or cut short: last chance, no waiting
-        ctx.kernels["causal_conv1d_build"] = finish_conv_build(ctx, 0)
+        ctx.kernels["causal_conv1d_build"] = ctx.finish_build(0)
         fast_paths(refresh=True)
     plan = ctx.plan
     widths = models.Widths(*plan.widths)
@@ -983,34 +773,6 @@ def write(out_dir: Path, payload: dict[str, Any]) -> None:
         os.replace(tmp, out_dir / name)
 
 
-# ----------------------------------------------------------------------------- prepare
-def prepare(folder: Path) -> None:
-    """Download what the device machine cannot (it reaches no registry) into ``folder`` and
-    keep it out of git: mamba-ssm and causal-conv1d sources, a Python 3.12 biopython wheel."""
-    folder.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(folder)]
-    env = {**os.environ, "MAMBA_SKIP_CUDA_BUILD": "TRUE", "CAUSAL_CONV1D_SKIP_CUDA_BUILD": "TRUE"}
-    subprocess.run([*pip, "--no-binary", ":all:", "--no-build-isolation", MAMBA_SSM,
-                    CAUSAL_CONV1D], check=True, env=env)
-    platforms = [a for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
-                             "manylinux2014_x86_64") for a in ("--platform", p)]
-    subprocess.run([*pip, "--only-binary", ":all:", "--python-version", "3.12",
-                    "--implementation", "cp", *platforms, BIOPYTHON], check=True)
-    folder = folder.resolve()
-    if folder.is_relative_to(REPO):  # only what git ignores travels as `carry`
-        exclude = subprocess.run(["git", "rev-parse", "--git-path", "info/exclude"], cwd=REPO,
-                                 capture_output=True, text=True, check=True).stdout.strip()
-        exclude_path = REPO / exclude
-        entry = f"/{folder.relative_to(REPO)}/"
-        lines = exclude_path.read_text().splitlines() if exclude_path.exists() else []
-        if entry not in lines:
-            exclude_path.parent.mkdir(parents=True, exist_ok=True)
-            exclude_path.write_text("\n".join([*lines, entry]) + "\n")
-        print(f"{entry} added to {exclude_path}")
-    print(f"prepared {folder}; on the device machine, with it carried:\n"
-          f"  python3 benchmarks/gpu_check.py --carry {folder.name} --out $OUT")
-
-
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -1050,9 +812,10 @@ def _run_sections(args: argparse.Namespace, plan: Plan, device: torch.device, t0
     payload: dict[str, Any] = {"benchmark": NAME, "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                                "argv": sys.argv if argv is None else argv, "plan": asdict(plan),
                                "kernels": ctx.kernels, "sections": {}, "seconds": 0.0}
-    ctx.kernels["build_started"] = time.perf_counter()
+    ctx.build_started = time.perf_counter()
     try:
-        ctx.kernels.update(setup_carry(args.carry, ctx))
+        info, ctx.build = setup_carry(args.carry, device)
+        ctx.kernels.update(info)
     except Exception as exc:
         ctx.kernels["error"] = f"{type(exc).__name__}: {exc}"
     for name, fn, needs in SECTIONS:
@@ -1080,7 +843,6 @@ def _run_sections(args: argparse.Namespace, plan: Plan, device: torch.device, t0
     if ctx.build is not None:
         ctx.build.kill()
         ctx.kernels["causal_conv1d_build"] = "build stopped: no section used it"
-    ctx.kernels.pop("build_started", None)
     write(args.out, payload)
     print(f"[{NAME}] wrote {args.out / (NAME + '.json')} and {NAME}.md "
           f"in {payload['seconds']:.0f} s", flush=True)

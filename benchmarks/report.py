@@ -107,12 +107,12 @@ python3 benchmarks/gpu_check.py --smoke --carry .gpu_carry --out $OUT
 python3 benchmarks/gpu_check.py --carry .gpu_carry --out $OUT 2>&1 | tee $OUT/gpu_check.log
 ```
 
-There the mamba-ssm Triton kernels are imported from source without `mamba_ssm/__init__` (it
-needs the Mamba-1 CUDA extension, not built and not used), causal_conv1d's CUDA extension is
-compiled for the GPU in the background while the scans are checked (the second call reuses the
-build and Triton's compiled kernels, so its time shares go to measuring), and flash-attn is
-reported unavailable (no wheel on PyPI; building it takes hours). Copy the returned files to
-`benchmarks/results/gpu_check/` and commit them.
+There (`gpu_kernels.py`) the mamba-ssm Triton kernels are imported from source without
+`mamba_ssm/__init__` (it needs the Mamba-1 CUDA extension, not built and not used),
+causal_conv1d's CUDA extension is compiled for the GPU in the background while the scans are
+checked (the second call reuses the build and Triton's compiled kernels, so its time shares go
+to measuring), and flash-attn is reported unavailable (no wheel on PyPI; building it takes
+hours). Copy the returned files to `benchmarks/results/gpu_check/` and commit them.
 **No GPU run exists yet**: no GPU was lent to the task that wrote the script.
 """
 

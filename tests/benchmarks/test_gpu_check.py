@@ -1,5 +1,6 @@
-"""benchmarks/gpu_check.py on the CPU: GPU rows skipped with their reason, the CPU-capable code
-at tiny shapes (--smoke), guarded sections, results flushed after each section."""
+"""benchmarks/gpu_check.py (and its device set-up, gpu_kernels.py) on the CPU: GPU rows skipped
+with their reason, the CPU-capable code at tiny shapes (--smoke), guarded sections, results
+flushed after each section."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import gpu_check
+from benchmarks import gpu_check, gpu_kernels
 from hnet_dna.model import attention
 from hnet_dna.model.ops import kernels_disabled
 
@@ -147,7 +148,7 @@ def test_torch_paths_switches_kernels_off_and_restores(monkeypatch):
     monkeypatch.delenv("HNET_DNA_DISABLE_KERNELS", raising=False)
     sentinel = object()
     monkeypatch.setattr(attention, "flash_attn_func", sentinel)
-    with gpu_check.torch_paths():
+    with gpu_kernels.torch_paths():
         assert kernels_disabled() and attention.flash_attn_func is None
     assert attention.flash_attn_func is sentinel
     assert "HNET_DNA_DISABLE_KERNELS" not in os.environ
@@ -165,21 +166,22 @@ def test_import_submodule_skips_an_init_that_needs_a_missing_extension(tmp_path,
     _fake_package(tmp_path, "fake_mamba_pkg", "fake_missing_cuda_ext")
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        how = gpu_check.import_submodule("fake_mamba_pkg.ops.kernel")
+        how = gpu_kernels.import_submodule("fake_mamba_pkg.ops.kernel")
         assert "without fake_mamba_pkg/__init__ (fake_missing_cuda_ext is absent)" in how
         assert sys.modules["fake_mamba_pkg.ops.kernel"].VALUE == 42
         # A package that is not there at all stays an error.
         with pytest.raises(ModuleNotFoundError):
-            gpu_check.import_submodule("no_such_pkg_here.ops")
+            gpu_kernels.import_submodule("no_such_pkg_here.ops")
     finally:
         for name in [m for m in sys.modules if m.startswith("fake_mamba_pkg")]:
             del sys.modules[name]
 
 
 def test_setup_carry_installs_sources_and_reports_a_missing_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_check, "WORK", tmp_path / "work")
-    ctx = gpu_check.Context(gpu_check.Plan.make(True), torch.device("cpu"), deadline=math.inf)
-    assert "no such folder" in gpu_check.setup_carry(tmp_path / "absent", ctx)["error"]
+    monkeypatch.setattr(gpu_kernels, "WORK", tmp_path / "work")
+    cpu = torch.device("cpu")
+    info, build = gpu_kernels.setup_carry(tmp_path / "absent", cpu)
+    assert "no such folder" in info["error"] and build is None
     carry, src = tmp_path / "carry", tmp_path / "fake_carry_pkg-1.0"
     carry.mkdir()
     (src / "fake_carry_pkg").mkdir(parents=True)
@@ -188,8 +190,8 @@ def test_setup_carry_installs_sources_and_reports_a_missing_folder(tmp_path, mon
         tar.add(src, arcname=src.name)
     old_path = list(sys.path)
     try:
-        info = gpu_check.setup_carry(carry, ctx)
-        assert info["sources"] == ["fake_carry_pkg-1.0.tar.gz"] and ctx.build is None
+        info, build = gpu_kernels.setup_carry(carry, cpu)
+        assert info["sources"] == ["fake_carry_pkg-1.0.tar.gz"] and build is None  # no CUDA
         import fake_carry_pkg
 
         assert fake_carry_pkg.VALUE == 7
@@ -199,7 +201,7 @@ def test_setup_carry_installs_sources_and_reports_a_missing_folder(tmp_path, mon
 
 
 def test_conv_build_command_targets_one_architecture(tmp_path):
-    cmd = gpu_check.conv_build_command(tmp_path / "src", tmp_path / "build", "90")
+    cmd = gpu_kernels.conv_build_command(tmp_path / "src", tmp_path / "build", "90")
     code = cmd[-1]
     assert cmd[0] == sys.executable and "name='causal_conv1d_cuda'" in code
     assert "arch=compute_90,code=sm_90" in code and code.count("-gencode") == 1

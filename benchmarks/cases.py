@@ -7,6 +7,7 @@ first (warm-up) step, then time the remaining repeats.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +39,11 @@ class Options:
                 "threads": self.threads, "repeats": self.repeats, **extra}
 
 
-def training_step(model: HNetForCausalLM, tokens: torch.Tensor) -> Any:
+def training_step(model: HNetForCausalLM, tokens: torch.Tensor,
+                  amp: torch.dtype | None = None) -> Any:
     """A closure doing one optimizer step as the trainer does: forward, weighted CE + ratio
-    loss, backward, grad-norm clipping, AdamW with per-stage groups.
+    loss, backward, grad-norm clipping, AdamW with per-stage groups. ``amp`` (e.g.
+    ``torch.bfloat16``) runs forward and loss under autocast, as the trainer's bf16 precision.
 
     The learning rate is 0 so the weights (and the calibrated routing) stay put across repeats;
     AdamW still does all of its arithmetic.
@@ -51,15 +54,18 @@ def training_step(model: HNetForCausalLM, tokens: torch.Tensor) -> Any:
     opt = build_optimizer(model.stage_parameters(), OptimConfig(lr=0.0),
                           eq11_lr_multipliers(ratios, widths))
     inputs, _ = shift_right(tokens, BOS_ID, PAD_ID)
-    weight = torch.ones(tokens.shape, dtype=torch.float32)
+    weight = torch.ones(tokens.shape, dtype=torch.float32, device=tokens.device)
     params = [p for p in model.parameters() if p.requires_grad]
+    autocast = (contextlib.nullcontext() if amp is None
+                else torch.autocast(tokens.device.type, dtype=amp))
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        out = model(inputs)
-        parts = pretraining_loss(out.logits, out.routing, tokens, weight,
-                                 weight_norm=weight.sum(), ratio_alpha=0.03,
-                                 target_ratios=ratios)
+        with autocast:
+            out = model(inputs)
+            parts = pretraining_loss(out.logits, out.routing, tokens, weight,
+                                     weight_norm=weight.sum(), ratio_alpha=0.03,
+                                     target_ratios=ratios)
         parts.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()

@@ -34,12 +34,12 @@ def embedding_configs() -> dict[str, HNetConfig]:
     return out
 
 
-def generation_configs() -> dict[str, HNetConfig]:
-    w = models.Widths()
+def generation_configs(w: models.Widths | None = None) -> dict[str, HNetConfig]:
+    w = w or models.Widths()
     return {
-        "hnet_1stage": models.hnet_config("hnet_1stage"),
-        "hnet_1stage_mamba": models.hnet_config("hnet_1stage_mamba"),
-        "hnet_2stage": models.hnet_config("hnet_2stage"),
+        "hnet_1stage": models.hnet_config("hnet_1stage", w),
+        "hnet_1stage_mamba": models.hnet_config("hnet_1stage_mamba", w),
+        "hnet_2stage": models.hnet_config("hnet_2stage", w),
         "mamba2": models.isotropic_config("mamba2", w.inner, 6),
         "transformer_swa": models.isotropic_config("transformer_swa", w.inner, 4, w.mlp),
         "transformer": models.isotropic_config("transformer", w.inner, 4, w.mlp),

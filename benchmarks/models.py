@@ -179,7 +179,7 @@ def calibrate_routing(model: HNetForCausalLM, ids: Tensor, target: float = TARGE
         hidden = captured[0]
         d = hidden.shape[-1]
         v = torch.nn.functional.normalize(hidden.reshape(-1, d).float().mean(0), dim=0)
-        eye = torch.eye(d)
+        eye = torch.eye(d, device=hidden.device)
         router.k_proj_layer.weight.copy_(eye)
 
         def fraction(lam: float, router=router, hidden=hidden, v=v, eye=eye) -> float:

@@ -203,11 +203,15 @@ class HeaderChecker:
         self.vcf, self.defs, self.quiet = vcf, vcf.definitions, quiet
         self.misdeclared: set[tuple[str, str]] = set()
         self.undeclared: set[tuple[str, str]] = set()
+        self.flags: set[tuple[str, str]] = set()  # undeclared keys seen without a value
+        self.filters: set[str] = set()  # FILTER values without a ##FILTER line
+        self._declared_filters = {m.group(1) for line in vcf.header
+                                  if (m := re.match(r"##FILTER=<ID=([^,>]+)", line))}
         self.format_records = format_records
         self._n = 0
 
     def _warn(self, section: str, key: str, problem: str, lineno: int) -> None:
-        target = self.undeclared if problem.startswith("not declared") else self.misdeclared
+        target = self.undeclared if problem.startswith("is not declared") else self.misdeclared
         if (section, key) in target:
             return
         target.add((section, key))
@@ -219,6 +223,8 @@ class HeaderChecker:
                ) -> None:
         d = self.defs[section].get(key)
         if d is None:
+            if value is None:
+                self.flags.add((section, key))
             self._warn(section, key, "is not declared in the header", lineno)
             return
         kind, number = d.get("Type", "String"), d.get("Number", ".")
@@ -248,6 +254,9 @@ class HeaderChecker:
 
     def check(self, cols: list[str], lineno: int) -> None:
         n_alts = 0 if cols[4] == "." else cols[4].count(",") + 1
+        if cols[6] not in (".", "PASS"):
+            self.filters.update(f for f in cols[6].split(";")
+                                if f not in self._declared_filters)
         for key, value in info_items(cols[7]):
             self._check("INFO", key, value, n_alts, lineno)
         self._n += 1
@@ -298,13 +307,13 @@ class VCFWriter:
     """
 
     def __init__(self, path: str | os.PathLike, *, max_contig_length: int = 0,
-                 bcf_string_fields: Iterable[tuple[str, str]] = (),
+                 checker: HeaderChecker | None = None,
                  contig_lengths: Mapping[str, int] | None = None) -> None:
         self.path = Path(path)
         self.kind = output_kind(path)
         self.index = index_path(path, max_contig_length)
-        # a live set (filled by a HeaderChecker while the lines are written): read at the end
-        self.bcf_string_fields = bcf_string_fields
+        # BCF: filled while the lines are written; read when the text is complete
+        self.checker = checker
         self.contig_lengths = contig_lengths or {}
         self.indexed = False
 
@@ -346,13 +355,14 @@ class VCFWriter:
         try:
             with open(raw, "w", **text) as fh:
                 fh.writelines(lines)
-            strings = set(self.bcf_string_fields)
+            strings = set(self.checker.misdeclared) if self.checker else set()
             with open(raw, **text) as src, open(fixed, "w", **text) as dst:
                 for line in src:
                     if line.startswith("##") and strings:
                         line = self._as_string(line, strings)
                     elif line.startswith("#CHROM"):
                         dst.writelines(self._missing_contigs())
+                        dst.writelines(self._undeclared())
                     dst.write(line)
             with _quiet_htslib(), pysam.VariantFile(str(fixed)) as vin, \
                     pysam.VariantFile(str(tmp), "wb", header=vin.header) as out:
@@ -374,6 +384,22 @@ class VCFWriter:
         body = re.sub(r"Type=[^,>]*", "Type=String", body)
         end = line[len(line.rstrip("\r\n")):]
         return f"##{m.group(1)}=<{body}>{end}"
+
+    def _undeclared(self) -> list[str]:
+        """Definitions for keys the input uses without declaring them (BCF needs them)."""
+        if self.checker is None:
+            return []
+        lines = []
+        for section, key in sorted(self.checker.undeclared):
+            kind = "Number=0,Type=Flag" if (section, key) in self.checker.flags else \
+                "Number=.,Type=String"
+            if (section, key) == ("INFO", "END"):  # htslib sizes records through END
+                kind = "Number=1,Type=Integer"
+            lines.append(f'##{section}=<ID={key},{kind},Description="not declared in the '
+                         'input header">\n')
+        lines += [f'##FILTER=<ID={f},Description="not declared in the input header">\n'
+                  for f in sorted(self.checker.filters)]
+        return lines
 
     def _missing_contigs(self) -> list[str]:
         return [f"##contig=<ID={name},length={n}>\n" if n else f"##contig=<ID={name}>\n"

@@ -256,7 +256,7 @@ def write_scored_vcf(vcf: str | os.PathLike, out: str | os.PathLike, table: pl.D
         contigs = {c: genome.contigs.get(c, 0) for c in sorted(used - declared)}
     lines = scored_lines(vcf, table, checker)
     write_vcf(out, lines, max_contig_length=max(genome.contigs.values(), default=0),
-              bcf_string_fields=checker.misdeclared if checker else set(),
+              checker=checker,
               contig_lengths=contigs)
     return int(table["record"].n_unique()) if table.height else 0
 

@@ -108,3 +108,26 @@ def test_dialect_detection(tmp_path, text, dialect_attr):
     path.write_text(text)
     ((_, _, attrs),) = list(iter_gff(path))
     assert attrs["Parent"] == dialect_attr
+
+
+def test_score_variants_reports_so_terms_from_a_gtf(yeast, model1, tmp_path):
+    from hnet_dna.evaluation.vcf_scoring import score_variants
+
+    gtf = tmp_path / "genes.gtf"
+    _gtf_from_gff3(YEAST_GFF, gtf)
+    t = next(t for t in read_cds_models(YEAST_GFF, yeast.contigs)
+             if t.strand == "+" and len(t.segments) == 1 and t.cds_length > 300)
+    s = t.segments[0][0]
+    start = yeast.fetch(t.contig, s, s + 3).upper()
+    assert start == "ATG"
+    lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
+             f"chr{t.contig}\t{s + 2}\t.\tT\tC\t.\t.\t.",  # ATG -> ACG, via a contig alias
+             f"chr{t.contig}\t{s + 31}\t.\t{yeast.fetch(t.contig, s + 30, s + 31)}\t"
+             f"{yeast.fetch(t.contig, s + 30, s + 31)}AA\t.\t.\t."]
+    vcf = tmp_path / "in.vcf"
+    vcf.write_text("\n".join(lines) + "\n")
+    summary = score_variants(model1, vcf, yeast, tmp_path / "o.vcf", gff=gtf, window=32,
+                             progress=False)
+    assert summary.table["consequence"].to_list() == ["start_lost", "frameshift_variant"]
+    text = (tmp_path / "o.vcf").read_text()
+    assert "HNET_CSQ=start_lost" in text and "HNET_CSQ=frameshift_variant" in text

@@ -252,3 +252,20 @@ def test_not_a_vcf(saved_model, fasta, tmp_path, capsys):
                                                                     ""))
     assert _run(saved_model, fasta, vcf, tmp_path / "o.vcf") == 2
     assert "in.vcf" in capsys.readouterr().err
+
+
+def test_saturation_checks_all_three_outputs(saved_model, tmp_path, capsys):
+    from conftest import YEAST_FASTA, YEAST_GFF
+
+    args = ["--model", str(saved_model), "--fasta", str(YEAST_FASTA), "--gff", str(YEAST_GFF),
+            "--saturate-cds", "--max-sites", "6", "--out", str(tmp_path / "sat"),
+            "--window", "32", "--no-progress"]
+    assert main_score_variants(args) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["sat.parquet", "sat.sites.vcf", "sat.vcf.gz", "sat.vcf.gz.tbi"]
+    table = pl.read_parquet(tmp_path / "sat.parquet")
+    assert table.height == 6 and table["consequence"].is_not_null().all()
+    (tmp_path / "sat.parquet").unlink()
+    assert main_score_variants(args) == 2  # the sites VCF exists: refused before any work
+    assert "sat.sites.vcf already exists" in capsys.readouterr().err
+    assert not (tmp_path / "sat.parquet").exists()

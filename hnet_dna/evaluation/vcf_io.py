@@ -85,11 +85,11 @@ def _quiet_htslib():
     is wrong (we read it from start to end); its real errors reach us as exceptions."""
     import pysam
 
-    pysam.set_verbosity(0)
+    previous = pysam.set_verbosity(0)
     try:
         yield
     finally:
-        pysam.set_verbosity(3)
+        pysam.set_verbosity(previous)
 
 
 def _text_lines(path: Path, gz: bool) -> Iterator[str]:

@@ -140,7 +140,7 @@ def score_vcf(
     if annotator is not None:
         schema["consequence"] = pl.String
     schema |= dict.fromkeys(carry.keys, pl.String)
-    table = pl.DataFrame(rows, schema=schema, orient="row" if not rows else None)
+    table = pl.DataFrame(rows, schema=schema)
     return carry.typed(table), counter
 
 

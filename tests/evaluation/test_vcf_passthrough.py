@@ -191,3 +191,21 @@ def test_real_excerpt_round_trips(chr20, model1, tmp_path):
     header = sum(line.startswith("#") for line in lines)
     assert got == "".join(lines[: header + got.count("\n") - header])
     assert got.count("\n") > header + 50
+
+
+def test_unsorted_input_is_written_but_not_indexed(chr20, model1, tmp_path, caplog):
+    lines = misdeclared_vcf(chr20).splitlines(keepends=True)
+    header = [line for line in lines if line.startswith("#")]
+    records = [line for line in lines if not line.startswith("#")]
+    path = tmp_path / "unsorted.vcf"
+    path.write_text("".join(header + records[::-1]))
+    out = tmp_path / "o.vcf.gz"
+    (tmp_path / "o.vcf.gz.tbi").write_text("stale")
+    with caplog.at_level(logging.WARNING):
+        summary = score_variants(model1, path, chr20, out, window=WINDOW, overwrite=True,
+                                 progress=False)
+    assert summary.index is None and not (tmp_path / "o.vcf.gz.tbi").exists()
+    assert "not indexed" in caplog.text
+    assert strip_hnet(gzip.open(out, "rt", newline="").read()) == path.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.parquet", "o.vcf.gz",
+                                                          "unsorted.vcf"]

@@ -67,6 +67,8 @@ def _gtf_attrs(text: str, cols: list[str], where: str) -> dict[str, str]:
         key, value = m.group(1), m.group(2) if m.group(2) is not None else m.group(3)
         attrs[key] = f"{attrs[key]},{value}" if key in attrs else value
     feature = cols[2]
+    if feature in ("CDS", "exon", "stop_codon", "start_codon") and "transcript_id" not in attrs:
+        raise GFFFormatError(f"{where}: GTF {feature} line without transcript_id")
     if feature == "gene" and "gene_id" in attrs:
         attrs.setdefault("ID", attrs["gene_id"])
     elif feature == "transcript" and "transcript_id" in attrs:

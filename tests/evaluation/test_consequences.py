@@ -153,3 +153,6 @@ def test_gff_errors_name_the_line(tmp_path, yeast):
     bad.write_text('NC_001133.9\tx\tCDS\t10\t50\t.\t+\t0\ttranscript_id "a"; junk\n')
     with pytest.raises(GFFFormatError, match=r"bad.gff:1: GTF attribute 'junk'"):
         read_cds_models(bad)
+    bad.write_text('##gff-version 2\nNC_001133.9\tx\tCDS\t10\t50\t.\t+\t0\tgene_id "g";\n')
+    with pytest.raises(GFFFormatError, match=r"bad.gff:2: GTF CDS line without transcript_id"):
+        read_cds_models(bad)

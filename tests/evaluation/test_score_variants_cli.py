@@ -11,7 +11,7 @@ import polars as pl
 import pysam
 import pytest
 import torch
-from conftest import CHR20_FASTA, CHR20_VCF, tiny_model
+from conftest import CHR20_FASTA, CHR20_VCF, YEAST_FASTA, YEAST_GFF, tiny_model
 
 from hnet_dna.evaluation import vcf_scoring
 from hnet_dna.evaluation.cli import main_score_variants
@@ -255,8 +255,6 @@ def test_not_a_vcf(saved_model, fasta, tmp_path, capsys):
 
 
 def test_saturation_checks_all_three_outputs(saved_model, tmp_path, capsys):
-    from conftest import YEAST_FASTA, YEAST_GFF
-
     args = ["--model", str(saved_model), "--fasta", str(YEAST_FASTA), "--gff", str(YEAST_GFF),
             "--saturate-cds", "--max-sites", "6", "--out", str(tmp_path / "sat"),
             "--window", "32", "--no-progress"]

@@ -209,3 +209,13 @@ def test_unsorted_input_is_written_but_not_indexed(chr20, model1, tmp_path, capl
     assert strip_hnet(gzip.open(out, "rt", newline="").read()) == path.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.parquet", "o.vcf.gz",
                                                           "unsorted.vcf"]
+
+
+def test_a_scored_vcf_is_not_scored_again(scored_texts, chr20, model1, tmp_path):
+    from hnet_dna.errors import InputError
+
+    _, out, _ = scored_texts["plain"]
+    with pytest.raises(InputError, match=r"INFO \['HNET_COS'.*already in the header"):
+        score_variants(model1, out, chr20, tmp_path / "again.vcf", window=WINDOW,
+                       progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -234,6 +234,14 @@ def scored_lines(vcf: str | os.PathLike, table: pl.DataFrame,
         yield "\t".join(cols) + end
 
 
+def _length(genome: Genome, contig: str) -> int:
+    """Length of the FASTA record ``contig`` refers to (aliases resolved), 0 if none."""
+    try:
+        return genome.contigs[genome.resolve(contig)]
+    except KeyError:
+        return 0
+
+
 def write_scored_vcf(vcf: str | os.PathLike, out: str | os.PathLike, table: pl.DataFrame,
                      genome: Genome) -> int:
     """Write ``vcf`` with the ``HNET_*`` INFO fields from ``table``; returns records written.
@@ -253,7 +261,7 @@ def write_scored_vcf(vcf: str | os.PathLike, out: str | os.PathLike, table: pl.D
         declared = {line.split("ID=", 1)[1].split(",")[0].split(">")[0]
                     for line in header.header if line.startswith("##contig=")}
         used = set(table["contig"].unique().to_list()) if table.height else set()
-        contigs = {c: genome.contigs.get(c, 0) for c in sorted(used - declared)}
+        contigs = {c: _length(genome, c) for c in sorted(used - declared)}
     lines = scored_lines(vcf, table, checker)
     write_vcf(out, lines, max_contig_length=max(genome.contigs.values(), default=0),
               checker=checker,

@@ -219,3 +219,19 @@ def test_a_scored_vcf_is_not_scored_again(scored_texts, chr20, model1, tmp_path)
         score_variants(model1, out, chr20, tmp_path / "again.vcf", window=WINDOW,
                        progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_long_contigs_get_a_csi_index(tmp_path):
+    from hnet_dna.evaluation.vcf_io import write_vcf
+
+    text = ("##fileformat=VCFv4.2\n##contig=<ID=big,length=700000000>\n"
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+            "big\t100\t.\tA\tC\t.\t.\t.\nbig\t600000000\t.\tG\tT\t.\t.\t.\n")
+    out = tmp_path / "big.vcf.gz"
+    writer = write_vcf(out, text.splitlines(keepends=True), max_contig_length=700_000_000)
+    assert writer.indexed and writer.index == tmp_path / "big.vcf.gz.csi"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.vcf.gz", "big.vcf.gz.csi"]
+    with pysam.TabixFile(str(out), index=str(writer.index)) as tbx:
+        (line,) = list(tbx.fetch("big", 599_999_990, 600_000_010))
+    assert line.split("\t")[1] == "600000000"
+    assert gzip.open(out, "rt").read() == text

@@ -199,7 +199,7 @@ class HeaderChecker:
     (every sample of every record would cost more than the scoring of a large cohort).
     """
 
-    def __init__(self, vcf: VCFText, format_records: int = 1000, quiet: bool = False) -> None:
+    def __init__(self, vcf: VCFText, format_records: int = 200, quiet: bool = False) -> None:
         self.vcf, self.defs, self.quiet = vcf, vcf.definitions, quiet
         self.misdeclared: set[tuple[str, str]] = set()
         self.undeclared: set[tuple[str, str]] = set()

@@ -306,25 +306,29 @@ def _main_track(argv: Sequence[str] | None) -> int:
 
 # ---------------------------------------------------------------------------- score-variants
 def _score_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hnet-dna score-variants", description=(
+    p = _parser("hnet-dna score-variants", (
         "Zero-shot scores (LLR, embedding distances) for every ALT of a VCF/BCF; writes the "
-        "VCF with HNET_* INFO fields and a parquet table."))
+        "input VCF unchanged apart from added HNET_* INFO keys, and a parquet table."))
     _common(p)
-    p.add_argument("--vcf", help="VCF/BCF (plain, bgzip; indexed or not)")
+    p.add_argument("--vcf", help="VCF/BCF (plain, gzip or bgzip; indexed or not)")
     p.add_argument("--fasta", required=True, help="reference FASTA")
     p.add_argument("--out", required=True,
-                   help="output VCF name (.vcf, .vcf.gz, .bcf) or prefix; table = .parquet")
+                   help="output VCF name (.vcf, .vcf.gz + index, .bcf) or prefix "
+                        "(PREFIX.vcf.gz); table = .parquet")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (an input is never overwritten)")
     p.add_argument("--window", type=int, default=256, help="bases per REF window")
     p.add_argument("--depth", default="final", help="embedding depth for the distances")
     p.add_argument("--no-strand-average", action="store_true",
                    help="forward strand only (default: average forward and reverse)")
-    p.add_argument("--gff", help="GFF3 with CDS features: add the coding consequence")
+    p.add_argument("--gff", help="GFF3 or GTF with CDS features: add the coding consequence "
+                                 "(Sequence Ontology terms)")
     p.add_argument("--genetic-code", type=int, default=1, help="NCBI translation table id")
     p.add_argument("--saturate-cds", action="store_true",
                    help="instead of --vcf, score every possible SNV in the --gff CDS "
                         "(subsampled with --max-sites)")
     p.add_argument("--max-sites", type=int, help="with --saturate-cds: random subset size")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="with --max-sites: subsampling seed")
     p.add_argument("--info", default="",
                    help="comma-separated INFO keys copied into the table (e.g. AF,AA)")
     p.add_argument("--max-variants", type=int, help="stop after this many ALTs")
@@ -341,12 +345,18 @@ def main_score_variants(argv: Sequence[str] | None = None) -> int:
 
 def _main_score_variants(argv: Sequence[str] | None) -> int:
     from hnet_dna.genomics.fasta import Genome
+    from hnet_dna.outputs import check_outputs
 
-    from .consequences import CONSEQUENCES, ConsequenceAnnotator, cds_snvs, read_cds_models
+    from .consequences import CONSEQUENCES, cds_snvs, read_cds_models
     from .metrics import label_by_rules, pairwise_class_aurocs, score_aucs
-    from .runner import ModelRunner, load_model
-    from .scoring import VariantScorer
-    from .vcf_scoring import default_outputs, score_vcf, write_scored_vcf, write_sites_vcf
+    from .vcf_scoring import (
+        check_options,
+        default_outputs,
+        input_paths,
+        output_paths,
+        score_variants,
+        write_sites_vcf,
+    )
 
     p = _score_parser()
     args = p.parse_args(argv)
@@ -357,48 +367,51 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
         p.error("--saturate-cds needs --gff")
     if (args.label_positive is None) != (args.label_negative is None):
         p.error("--label-positive and --label-negative go together")
+    if args.max_sites is not None and args.max_sites < 1:
+        raise InputError(f"--max-sites must be at least 1, got {args.max_sites}")
+    check_options(args.window, args.batch_size, args.max_variants, args.genetic_code)
     genome = Genome(args.fasta)
-    out_vcf, out_table = default_outputs(args.out)
-    out_vcf.parent.mkdir(parents=True, exist_ok=True)
-    annotator = None
-    if args.gff:
-        models = read_cds_models(args.gff, genome.contigs)
-        annotator = ConsequenceAnnotator(genome, models, args.genetic_code)
+    info = [k for k in args.info.split(",") if k]
+    if args.label_column and args.label_column not in info:
+        raise InputError(f"--label-column {args.label_column!r} is not in the table; "
+                         "copy it with --info")
     vcf = args.vcf
     if args.saturate_cds:
-        sites = list(cds_snvs(genome, models))
+        out_vcf = default_outputs(args.out)[0]
+        vcf = out_vcf.with_name(out_vcf.name.split(".")[0] + ".sites.vcf")
+        # every output of the command is checked before any of them is written
+        check_outputs([vcf, *output_paths(args.out, list(genome.contigs.values()))],
+                      inputs=input_paths(args.fasta, args.gff), overwrite=args.overwrite)
+        sites = list(cds_snvs(genome, read_cds_models(args.gff, genome.contigs)))
         if args.max_sites and args.max_sites < len(sites):
             keep = np.sort(np.random.default_rng(args.seed).choice(len(sites), args.max_sites,
                                                                    replace=False))
             sites = [sites[i] for i in keep]
-        vcf = out_vcf.with_name(out_vcf.name.split(".")[0] + ".sites.vcf")
         print(f"saturation: {write_sites_vcf(vcf, sites, genome)} SNVs in CDS -> {vcf}")
-    model = load_model(args.model, _device(args.device))
-    scorer = VariantScorer(ModelRunner(model, args.batch_size), args.depth,
-                           strand_average=not args.no_strand_average)
-    info = [k for k in args.info.split(",") if k]
-    table, counter = score_vcf(vcf, genome, scorer, args.window, annotator, info,
-                               max_variants=args.max_variants, progress=not args.no_progress)
-    table.write_parquet(out_table)
-    n = write_scored_vcf(vcf, out_vcf, table, genome)
-    print(counter.summary(int((table["status"] == "ok").sum())))
-    print(f"wrote {out_vcf} ({n} records) and {out_table} ({table.height} ALTs)")
+    summary = score_variants(
+        args.model, vcf, genome, args.out, window=args.window, gff=args.gff,
+        genetic_code=args.genetic_code, depth=args.depth,
+        strand_average=not args.no_strand_average, batch_size=args.batch_size, info=info,
+        max_variants=args.max_variants, overwrite=args.overwrite,
+        device=str(_device(args.device)), progress=not args.no_progress)
+    table = summary.table
+    print(summary)
+    index = f", index {summary.index}" if summary.index else ""
+    print(f"wrote {summary.vcf} ({summary.records} records{index}) and {summary.table_path} "
+          f"({table.height} ALTs)")
     if args.label_positive:
         labelled = label_by_rules(table, args.label_positive, args.label_negative)
         print(f"label 1: {args.label_positive}, label 0: {args.label_negative}")
         print(score_aucs(labelled))
     if args.label_column:
-        if args.label_column not in table.columns:
-            raise InputError(f"--label-column {args.label_column!r} is not in the table; "
-                           "copy it with --info")
         print(score_aucs(table.with_columns(pl.col(args.label_column).cast(pl.Int64)),
                          label=args.label_column))
-    if annotator is not None:
+    if args.gff is not None:
         scored = table.filter(pl.col("status") == "ok")
         print(scored.group_by("consequence").agg(pl.len(), pl.col("llr").mean())
               .sort("consequence"))
-        pairs = [(a, "synonymous") for a in CONSEQUENCES[:6] if a != "synonymous"]
-        pairs.append(("synonymous", "non_coding"))
+        pairs = [(a, "synonymous_variant") for a in CONSEQUENCES[:7]]
+        pairs.append(("synonymous_variant", "intron_variant"))
         aucs = pairwise_class_aurocs(scored, "consequence", "llr", pairs)
         print(aucs.filter((pl.col("n_low") > 0) & (pl.col("n_high") > 0)))
     return 0

@@ -84,7 +84,8 @@ def score_aucs(table: pl.DataFrame, label: str = "label",
 def pairwise_class_aurocs(table: pl.DataFrame, column: str, score: str,
                           pairs: Sequence[tuple[str, str]]) -> pl.DataFrame:
     """For each ``(a, b)``: AUROC that class ``a`` scores *below* class ``b`` on ``score``
-    (0.5 = no separation; e.g. ``("missense", "synonymous")`` on ``llr`` should exceed 0.5)."""
+    (0.5 = no separation; e.g. ``("missense_variant", "synonymous_variant")`` on ``llr``
+    should exceed 0.5)."""
     rows = []
     for a, b in pairs:
         xa = table.filter((pl.col(column) == a) & pl.col(score).is_not_null())[score].to_numpy()

@@ -14,7 +14,11 @@ windows differ, which can lie past the variant for an indel inside a repeat). Th
   over bases of the chosen depth's per-base embedding.
 
 Scores are averaged over the forward and reverse-complement strands (``llr_fwd`` / ``llr_rev``
-keep the two LLRs). N bases (contig-edge padding) are never scored. **Sign convention**: a
+keep the two LLRs; ``llr_rev`` is None on the forward strand only). N bases (contig-edge
+padding) are never scored: they are found from the window itself, so "unscored" stays separate
+from "not a number": a NaN or inf log-probability (or embedding) of a scored base makes the
+variant's scores non-finite, and :attr:`VariantScores.finite` false; callers report such a
+variant as a status, never as a number. **Sign convention**: a
 negative ``llr`` means the model finds the ALT sequence less likely than the reference, the
 direction expected of deleterious alleles.
 """
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hnet_dna.genomics.alphabet import reverse_complement
+from hnet_dna.genomics.alphabet import N, reverse_complement
 
 from .runner import ModelRunner
 
@@ -37,10 +41,14 @@ SCORE_COLUMNS: tuple[str, ...] = ("llr", "llr_fwd", "llr_rev", "llr_mean", "cos_
 class VariantScores:
     llr: float
     llr_fwd: float
-    llr_rev: float
+    llr_rev: float | None
     llr_mean: float
     cos_dist: float
     l2_dist: float
+
+    @property
+    def finite(self) -> bool:
+        return all(np.isfinite(x) for x in vars(self).values() if x is not None)
 
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
@@ -49,10 +57,13 @@ def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     return int(diff[0]) if diff.size else n
 
 
-def _ll(logp: np.ndarray, k: int) -> tuple[float, float]:
-    """(sum, mean) of the scored log-probabilities from position ``k`` on (N = NaN excluded)."""
-    tail = logp[k:]
-    tail = tail[~np.isnan(tail)]
+def _ll(logp: np.ndarray, ids: np.ndarray, k: int) -> tuple[float, float]:
+    """(sum, mean) of the log-probabilities of the non-N bases from position ``k`` on.
+
+    N bases are left out by their identity, not by a NaN test: a NaN from the model itself
+    stays in the sum and makes the score non-finite.
+    """
+    tail = logp[k:][np.asarray(ids[k:]) != N]
     if tail.size == 0:
         return 0.0, 0.0
     return float(tail.sum()), float(tail.mean())
@@ -94,8 +105,8 @@ class VariantScorer:
             llrs, means, e_ref, e_alt = [], [], [], []
             for s in range(len(strands)):
                 ir, ia, k = index[v * len(strands) + s]
-                ref_sum, ref_mean = _ll(outputs[ir].logp, k)
-                alt_sum, alt_mean = _ll(outputs[ia].logp, k)
+                ref_sum, ref_mean = _ll(outputs[ir].logp, jobs[ir], k)
+                alt_sum, alt_mean = _ll(outputs[ia].logp, jobs[ia], k)
                 llrs.append(alt_sum - ref_sum)
                 means.append(alt_mean - ref_mean)
                 e_ref.append(outputs[ir].features[self.depth].astype(np.float64).mean(0))
@@ -104,7 +115,7 @@ class VariantScorer:
             cos = float(er @ ea / max(np.linalg.norm(er) * np.linalg.norm(ea), 1e-30))
             results.append(VariantScores(
                 llr=float(np.mean(llrs)), llr_fwd=llrs[0],
-                llr_rev=llrs[1] if len(llrs) > 1 else float("nan"),
+                llr_rev=llrs[1] if len(llrs) > 1 else None,
                 llr_mean=float(np.mean(means)), cos_dist=1.0 - cos,
                 l2_dist=float(np.linalg.norm(er - ea)),
             ))

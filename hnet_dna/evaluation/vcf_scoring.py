@@ -1,28 +1,55 @@
 """End-to-end VCF scoring: read, check, score in batches, write the annotated VCF and a table.
 
-The output VCF is the input with INFO fields added (``Number=A``, one value per ALT, ``.``
-where an ALT was not scored) and described in the header; every input record is written, and
-``HNET_STATUS`` says for each ALT whether it was scored (``ok``) or why not (a record whose ALT
-is ``.`` has no per-ALT slot and is copied unchanged; the table still lists it). The parquet table
-has one row per ALT, skipped ones included (scores null), so nothing disappears silently.
+:func:`score_variants` is the whole job (the ``hnet-dna score-variants`` command wraps it).
+
+The output VCF is the input passed through byte for byte (:mod:`.vcf_io`: INFO, FORMAT and
+sample columns, QUAL/FILTER, IDs and header lines are never re-encoded) with ``HNET_*`` keys
+appended to each record's INFO (``Number=A``, one value per ALT, ``.`` where an ALT has no
+score) and our ``##INFO`` lines appended to the header. ``HNET_STATUS`` says for each ALT
+whether it was scored (``ok``), why not (a skip reason of :mod:`.variants`), or that the model
+gave a non-finite number (``nonfinite``; no number is written). A record whose ALT is ``.``
+has no per-ALT slot and is copied unchanged; the table still lists it. The parquet table has
+one row per ALT, skipped ones included (scores null), so nothing disappears silently.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
+from hnet_dna.errors import InputError
 from hnet_dna.genomics.fasta import Genome
+from hnet_dna.outputs import atomic_output, check_outputs
 
 from .consequences import ConsequenceAnnotator
 from .scoring import SCORE_COLUMNS, VariantScorer
-from .variants import SkipCounter, Variant, flanks, read_variants, variant_windows
+from .variants import (
+    NONFINITE,
+    SKIP_REASONS,
+    SkipCounter,
+    Variant,
+    VariantReader,
+    flanks,
+    variant_windows,
+)
+from .vcf_io import (
+    HeaderChecker,
+    append_info,
+    index_path,
+    info_header_lines,
+    info_items,
+    open_vcf,
+    output_kind,
+    split_line,
+    write_vcf,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +60,21 @@ INFO_FIELDS: dict[str, tuple[str, str]] = {
                                "the variant onward (strand-averaged)"),
     "HNET_COS": ("Float", "H-Net cosine distance between REF and ALT window embeddings"),
     "HNET_L2": ("Float", "H-Net L2 distance between REF and ALT window embeddings"),
-    "HNET_STATUS": ("String", "H-Net scoring status per ALT: ok or the skip reason"),
-    "HNET_CSQ": ("String", "Coding consequence of the ALT from the GFF CDS models"),
+    "HNET_STATUS": ("String", "H-Net scoring status per ALT: ok, nonfinite (model output "
+                              "NaN/inf) or the skip reason"),
+    "HNET_CSQ": ("String", "Coding consequence of the ALT from the GFF/GTF CDS models "
+                           "(Sequence Ontology term)"),
 }
 _INFO_SCORE = {"HNET_LLR": "llr", "HNET_LLR_MEAN": "llr_mean", "HNET_COS": "cos_dist",
                "HNET_L2": "l2_dist"}
+MIN_WINDOW = 3  # one base each side of an SNV
+_BASE_SCHEMA = {
+    "record": pl.Int64, "alt_index": pl.Int64, "contig": pl.String, "pos": pl.Int64,
+    "id": pl.String, "ref": pl.String, "alt": pl.String, "status": pl.String,
+    "norm_pos": pl.Int64, "norm_ref": pl.String, "norm_alt": pl.String, "kind": pl.String,
+    "edge_padded": pl.Boolean,
+}
+_POLARS_TYPE = {"Integer": pl.Int64, "Float": pl.Float64, "Flag": pl.Boolean}
 
 
 def score_vcf(
@@ -53,13 +90,16 @@ def score_vcf(
 ) -> tuple[pl.DataFrame, SkipCounter]:
     """Score every ALT of ``vcf``; returns the per-ALT table and the skip counts.
 
-    ``carry_info``: INFO keys copied into the table (per-ALT value for ``Number=A`` keys), e.g.
-    ``AF`` for labels. ``max_variants`` stops after that many ALTs (scored or not).
+    ``carry_info``: INFO keys copied into the table from the raw INFO text (per-ALT value for
+    ``Number=A`` keys, typed by the header when every value fits, else kept as text), e.g.
+    ``AF`` for labels. ``max_variants`` stops after that many ALTs (scored or not), at a record
+    boundary. An ALT whose scores are not finite gets status ``nonfinite`` and null scores.
     """
     counter = SkipCounter()
     rows: list[dict] = []
     pending: list[tuple[dict, Variant]] = []
-    info = _InfoReader(vcf, carry_info)
+    reader = VariantReader(vcf, genome, window, counter)
+    carry = _InfoColumns(reader.vcf.definitions["INFO"], carry_info, vcf)
     bar = tqdm(unit="alt", desc="score", disable=not progress)
 
     def flush() -> None:
@@ -68,11 +108,15 @@ def score_vcf(
         pairs = [variant_windows(genome, v, window) for _, v in pending]
         sides = [flanks(v, window) for _, v in pending]
         for (row, _), s in zip(pending, scorer.score(pairs, sides), strict=True):
-            row.update(vars(s))
+            if s.finite:
+                row.update(vars(s))
+            else:
+                row["status"] = NONFINITE
+                counter[NONFINITE] += 1
         bar.update(len(pending))
         pending.clear()
 
-    for n, v in enumerate(read_variants(vcf, genome, window, counter)):
+    for n, v in enumerate(reader):
         if max_variants is not None and n >= max_variants and v.alt_index == 0:
             break  # stop at a record boundary so every written record has all its ALTs
         row = {"record": v.record, "alt_index": v.alt_index, "contig": v.contig,
@@ -82,9 +126,9 @@ def score_vcf(
                "kind": v.kind if v.status == "ok" else None, "edge_padded": v.edge_padded}
         row.update(dict.fromkeys(SCORE_COLUMNS))
         if annotator is not None:
-            row["consequence"] = (annotator.annotate(v.contig, v.pos, v.ref, v.alt)
+            row["consequence"] = (annotator.annotate(v.ref_contig, v.pos, v.ref, v.alt)
                                   if v.status == "ok" else None)
-        row.update(info.values(v))
+        row.update(carry.values(v))
         rows.append(row)
         if v.status == "ok":
             pending.append((row, v))
@@ -92,125 +136,154 @@ def score_vcf(
                 flush()
     flush()
     bar.close()
-    info.close()
-    table = pl.DataFrame(rows, schema_overrides=dict.fromkeys(SCORE_COLUMNS, pl.Float64),
-                         infer_schema_length=None)
-    return table, counter
+    schema = dict(_BASE_SCHEMA) | dict.fromkeys(SCORE_COLUMNS, pl.Float64)
+    if annotator is not None:
+        schema["consequence"] = pl.String
+    schema |= dict.fromkeys(carry.keys, pl.String)
+    table = pl.DataFrame(rows, schema=schema)
+    return carry.typed(table), counter
 
 
-class _InfoReader:
-    """Copies selected INFO values per ALT (pysam decodes them while records are read)."""
+class _InfoColumns:
+    """Copies selected INFO values per ALT from the raw INFO text."""
 
-    def __init__(self, vcf: str | os.PathLike, keys: Sequence[str]) -> None:
-        import pysam
-
-        self.keys = list(keys)
-        self._iter = None
-        self._rec = None
-        self._index = -1
-        if self.keys:
-            self._vf = pysam.VariantFile(str(vcf))
-            missing = [k for k in self.keys if k not in self._vf.header.info]
-            if missing:
-                raise KeyError(f"{vcf}: INFO field(s) {missing} not declared in the header")
-            self._number = {k: self._vf.header.info[k].number for k in self.keys}
-            self._iter = iter(self._vf)
-
-    def close(self) -> None:
-        if self.keys:
-            self._vf.close()
+    def __init__(self, defs: dict[str, dict[str, str]], keys: Sequence[str], vcf) -> None:
+        self.keys, self.defs, self.vcf = list(keys), defs, vcf
+        missing = [k for k in self.keys if k not in defs]
+        if missing:
+            raise InputError(f"{vcf}: INFO field(s) {missing} not declared in the header "
+                             f"(declared: {sorted(defs)[:20]})")
 
     def values(self, v: Variant) -> dict:
         if not self.keys:
             return {}
-        while self._index < v.record:
-            self._rec = next(self._iter)
-            self._index += 1
-        out = {}
+        raw = dict(info_items(v.info))
+        out: dict[str, str | None] = {}
         for k in self.keys:
-            value = self._rec.info.get(k)
-            if isinstance(value, tuple):
-                value = value[v.alt_index] if self._number[k] == "A" and \
-                    v.alt_index < len(value) else ",".join(map(str, value))
-            out[k] = value
+            if k not in raw:
+                out[k] = None
+                continue
+            value = raw[k]
+            if value is None:  # a flag
+                out[k] = "true"
+                continue
+            parts = value.split(",")
+            number = self.defs[k].get("Number")
+            if number == "A" and len(parts) > v.alt_index:
+                value = parts[v.alt_index]
+            elif number == "R" and len(parts) > v.alt_index + 1:
+                value = parts[v.alt_index + 1]
+            out[k] = None if value == "." else value
         return out
 
+    def typed(self, table: pl.DataFrame) -> pl.DataFrame:
+        """Columns cast to their header Type; a column whose values do not fit stays text."""
+        for k in self.keys:
+            kind = self.defs[k].get("Type", "String")
+            target = _POLARS_TYPE.get(kind)
+            if target is None or (kind != "Flag" and self.defs[k].get("Number") not in
+                                  ("1", "A", "R")):
+                continue
+            try:
+                column = (table[k] == "true") if target == pl.Boolean else \
+                    table[k].cast(target, strict=True)
+                table = table.with_columns(column.alias(k))
+            except pl.exceptions.InvalidOperationError:
+                log.warning("%s: INFO %s is declared Type=%s but not every value is one; "
+                            "the table keeps it as text", self.vcf, k, kind)
+        return table
 
-def _info_tuple(values: list, kind: str):
-    if kind == "Float":
-        return tuple(None if v is None or not np.isfinite(v) else float(v) for v in values)
-    return tuple("." if v is None else str(v) for v in values)
+
+def _number(x) -> str:
+    if x is None or not np.isfinite(x):
+        return "."
+    return f"{x:.6g}"
+
+
+def scored_lines(vcf: str | os.PathLike, table: pl.DataFrame,
+                 checker: HeaderChecker | None = None) -> Iterator[str]:
+    """The lines of the scored VCF: ``vcf`` byte for byte plus the ``HNET_*`` keys of
+    ``table``. Stops after the last record in ``table`` (``max_variants``)."""
+    per_record: dict[int, list[dict]] = {}
+    for row in table.iter_rows(named=True):
+        per_record.setdefault(row["record"], []).append(row)
+    with_csq = "consequence" in table.columns
+    header, records = open_vcf(vcf)
+    fields = {k: ("A", kind, desc) for k, (kind, desc) in INFO_FIELDS.items()
+              if with_csq or k != "HNET_CSQ"}
+    yield from header.header[:-1]
+    yield from info_header_lines(fields, header.newline)
+    yield header.header[-1]
+    for i, (lineno, line) in enumerate(records):
+        rows = per_record.get(i)
+        if rows is None:  # past max_variants: the table ends here, so does the output
+            break
+        cols, end = split_line(line)
+        if checker is not None:
+            checker.check(cols, lineno)
+        if cols[4] == ".":  # ALT '.': Number=A fields have no slot (the table has it)
+            yield line
+            continue
+        rows = sorted(rows, key=lambda r: r["alt_index"])
+        added = {key: ",".join(_number(r[col]) for r in rows)
+                 for key, col in _INFO_SCORE.items()}
+        added["HNET_STATUS"] = ",".join(r["status"] for r in rows)
+        if with_csq:
+            added["HNET_CSQ"] = ",".join(r["consequence"] or "." for r in rows)
+        cols[7] = append_info(cols[7], added)
+        yield "\t".join(cols) + end
+
+
+def _length(genome: Genome, contig: str) -> int:
+    """Length of the FASTA record ``contig`` refers to (aliases resolved), 0 if none."""
+    try:
+        return genome.contigs[genome.resolve(contig)]
+    except KeyError:
+        return 0
 
 
 def write_scored_vcf(vcf: str | os.PathLike, out: str | os.PathLike, table: pl.DataFrame,
                      genome: Genome) -> int:
     """Write ``vcf`` with the ``HNET_*`` INFO fields from ``table``; returns records written.
 
-    The output is bgzip-compressed for ``.gz`` / ``.bgz`` names, BCF for ``.bcf``. Contigs used
-    by records but missing from the input header are declared (with their length from
-    ``genome`` when it has them) so that the output is valid.
+    Text for ``.vcf``, bgzip + tabix/CSI index for ``.gz``/``.bgz``, BCF for ``.bcf`` (a typed
+    format: contigs used by records but not in the header are declared, with their length
+    from ``genome``, and mis-declared fields are declared as strings so their values survive).
     """
-    import pysam
-
-    per_record: dict[int, list[dict]] = {}
-    for row in table.iter_rows(named=True):
-        per_record.setdefault(row["record"], []).append(row)
-    with_csq = "consequence" in table.columns
-    seen_contigs = set(table["contig"].unique().to_list()) if table.height else set()
-    mode = "wb" if str(out).endswith(".bcf") else ("wz" if str(out).endswith((".gz", ".bgz"))
-                                                   else "w")
-    written = 0
-    with pysam.VariantFile(str(vcf)) as vf:
-        for name in sorted(seen_contigs - set(vf.header.contigs)):
-            if name in genome.contigs:
-                vf.header.contigs.add(name, length=genome.contigs[name])
-            else:
-                vf.header.contigs.add(name)
-        if "END" not in vf.header.info:
-            # htslib sizes symbolic records through END; without a declaration it writes an
-            # INFO id beyond the header and the record is rejected
-            vf.header.info.add("END", 1, "Integer", "End position of the variant")
-        header = vf.header.copy()
-        for key, (kind, desc) in INFO_FIELDS.items():
-            if key == "HNET_CSQ" and not with_csq:
-                continue
-            if key in header.info:
-                raise ValueError(f"{vcf}: INFO {key} already present; refusing to overwrite")
-            header.info.add(key, "A", kind, desc)
-        with pysam.VariantFile(str(out), mode, header=header) as fh:
-            for i, rec in enumerate(vf):
-                rows = per_record.get(i)
-                if rows is None:  # past max_variants: the table ends here, so does the output
-                    break
-                rec.translate(header)
-                if not rec.alts:  # ALT '.': Number=A fields have no slot (the table has it)
-                    fh.write(rec)
-                    written += 1
-                    continue
-                rows = sorted(rows, key=lambda r: r["alt_index"])
-                for key, col in _INFO_SCORE.items():
-                    rec.info[key] = _info_tuple([r[col] for r in rows], "Float")
-                rec.info["HNET_STATUS"] = _info_tuple([r["status"] for r in rows], "String")
-                if with_csq:
-                    rec.info["HNET_CSQ"] = _info_tuple([r["consequence"] for r in rows],
-                                                       "String")
-                fh.write(rec)
-                written += 1
-    return written
+    header, _ = open_vcf(vcf)
+    taken = sorted(k for k in INFO_FIELDS if k in header.definitions["INFO"])
+    if taken:
+        raise InputError(f"{vcf}: INFO {taken} already in the header (scored before?); "
+                         "score the original VCF")
+    checker, contigs = None, {}
+    if output_kind(out) == "bcf":
+        checker = HeaderChecker(header, quiet=True)
+        declared = {line.split("ID=", 1)[1].split(",")[0].split(">")[0]
+                    for line in header.header if line.startswith("##contig=")}
+        used = set(table["contig"].unique().to_list()) if table.height else set()
+        contigs = {c: _length(genome, c) for c in sorted(used - declared)}
+    lines = scored_lines(vcf, table, checker)
+    write_vcf(out, lines, max_contig_length=max(genome.contigs.values(), default=0),
+              checker=checker,
+              contig_lengths=contigs)
+    return int(table["record"].n_unique()) if table.height else 0
 
 
 def write_sites_vcf(path: str | os.PathLike, sites, genome: Genome) -> int:
-    """Write ``(contig, pos0, ref, alt)`` sites as a minimal sorted VCF (e.g. saturation SNVs)."""
-    import pysam
-
-    header = pysam.VariantHeader()
-    for name, length in genome.contigs.items():
-        header.contigs.add(name, length=length)
+    """Write ``(contig, pos0, ref, alt)`` sites as a minimal VCF (e.g. saturation SNVs)."""
     n = 0
-    with pysam.VariantFile(str(path), "w", header=header) as fh:
+
+    def lines() -> Iterator[str]:
+        nonlocal n
+        yield "##fileformat=VCFv4.2\n"
+        yield from (f"##contig=<ID={c},length={length}>\n"
+                    for c, length in genome.contigs.items())
+        yield "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
         for contig, pos, ref, alt in sites:
-            fh.write(fh.new_record(contig=contig, start=pos, alleles=(ref, alt)))
             n += 1
+            yield f"{contig}\t{pos + 1}\t.\t{ref}\t{alt}\t.\t.\t.\n"
+
+    write_vcf(path, lines())
     return n
 
 
@@ -222,3 +295,143 @@ def default_outputs(out: str | os.PathLike) -> tuple[Path, Path]:
         if name.endswith(suffix):
             return out, out.with_name(name[: -len(suffix)] + ".parquet")
     return out.with_name(name + ".vcf.gz"), out.with_name(name + ".parquet")
+
+
+def output_paths(out: str | os.PathLike, genome_lengths: Sequence[int] = ()) -> list[Path]:
+    """Every file ``score_variants`` writes for ``out``: VCF, table and (bgzip) the index."""
+    vcf, table = default_outputs(out)
+    index = index_path(vcf, max(genome_lengths, default=0))
+    return [vcf, table] + ([index] if index is not None else [])
+
+
+def input_paths(*paths: str | os.PathLike | None) -> list[Path]:
+    """The inputs and their index files: outputs that resolve to any of them are refused."""
+    found: list[Path] = []
+    for p in paths:
+        if p is None:
+            continue
+        found.append(Path(p))
+        found += [Path(f"{p}{s}") for s in (".tbi", ".csi", ".fai", ".gzi")
+                  if Path(f"{p}{s}").exists()]
+    return found
+
+
+def check_options(window: int, batch_size: int, max_variants: int | None,
+                  genetic_code: int) -> None:
+    """Refuse option values that cannot work, before anything is read or computed."""
+    from Bio.Data import CodonTable
+
+    if window < MIN_WINDOW:
+        raise InputError(f"--window {window} is too small to score anything: a window holds "
+                         f"the variant and at least one base each side (minimum {MIN_WINDOW})")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if max_variants is not None and max_variants < 1:
+        raise InputError(f"--max-variants must be at least 1, got {max_variants} (omit it to "
+                         "score every variant)")
+    if genetic_code not in CodonTable.unambiguous_dna_by_id:
+        raise InputError(f"--genetic-code {genetic_code} is not an NCBI translation table; "
+                         f"known: {sorted(CodonTable.unambiguous_dna_by_id)}")
+
+
+@dataclass
+class ScoreSummary:
+    """What :func:`score_variants` did: ALTs per status, files written, the per-ALT table."""
+
+    counts: dict[str, int]
+    records: int
+    vcf: Path
+    table_path: Path
+    index: Path | None
+    edge_padded: int = 0
+    table: pl.DataFrame = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @property
+    def scored(self) -> int:
+        return self.counts.get("ok", 0)
+
+    @property
+    def alts(self) -> int:
+        return sum(self.counts.values())
+
+    def __str__(self) -> str:
+        counter = SkipCounter({k: v for k, v in self.counts.items() if k != "ok"})
+        counter["edge_padded"] = self.edge_padded
+        return counter.summary(self.scored)
+
+
+def _nothing_scored(vcf, counter: SkipCounter, table: pl.DataFrame, genome: Genome) -> str:
+    reasons = ", ".join(f"{counter[r]} {r}" for r in (*SKIP_REASONS, NONFINITE) if counter[r])
+    msg = f"{vcf}: none of {table.height} ALTs could be scored ({reasons})"
+    if counter["missing_contig"]:
+        vcf_contigs = table.filter(pl.col("status") == "missing_contig")["contig"].unique()
+        msg += (f"; VCF contigs {sorted(vcf_contigs.to_list())[:5]} are not FASTA records "
+                f"{list(genome.contigs)[:5]} (nor their chr/no-chr aliases)")
+    if counter[NONFINITE]:
+        msg += "; the model gave NaN/inf scores (are its weights finite?)"
+    return msg
+
+
+def score_variants(
+    model,
+    vcf: str | os.PathLike,
+    fasta: str | os.PathLike | Genome,
+    out: str | os.PathLike,
+    *,
+    window: int = 256,
+    gff: str | os.PathLike | None = None,
+    genetic_code: int = 1,
+    depth: str = "final",
+    strand_average: bool = True,
+    batch_size: int = 16,
+    info: Sequence[str] = (),
+    max_variants: int | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> ScoreSummary:
+    """Score every ALT of ``vcf`` with ``model`` and write ``out`` (VCF) and its parquet table.
+
+    ``model``: an ``HNetForCausalLM`` or a saved model / run folder. ``out``: a ``.vcf``,
+    ``.vcf.gz`` (bgzip + index) or ``.bcf`` name, or a prefix (``PREFIX.vcf.gz``); the table
+    is ``PREFIX.parquet``. Every output is checked before any work (refused when it is an
+    input, exists without ``overwrite``, or cannot be written) and written whole or not at all.
+    Raises :class:`~hnet_dna.errors.InputError` for bad input, and when there were ALTs but
+    none could be scored (nothing is written then).
+    """
+    from .consequences import ConsequenceAnnotator, read_cds_models
+    from .runner import ModelRunner, load_model
+
+    check_options(window, batch_size, max_variants, genetic_code)
+    genome = fasta if isinstance(fasta, Genome) else Genome(fasta)
+    out_vcf, out_table, *out_index = check_outputs(
+        output_paths(out, list(genome.contigs.values())),
+        inputs=input_paths(vcf, genome.path, gff), overwrite=overwrite)
+    header, _ = open_vcf(vcf)  # a VCF that is not one fails here, before the model loads
+    taken = sorted(k for k in INFO_FIELDS if k in header.definitions["INFO"])
+    if taken:
+        raise InputError(f"{vcf}: INFO {taken} already in the header (scored before?); "
+                         "score the original VCF")
+    _InfoColumns(header.definitions["INFO"], info, vcf)
+    annotator = None
+    if gff is not None:
+        annotator = ConsequenceAnnotator(genome, read_cds_models(gff, genome.contigs),
+                                         genetic_code)
+    if isinstance(model, (str, os.PathLike)):
+        import torch
+
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = load_model(model, dev)
+    scorer = VariantScorer(ModelRunner(model, batch_size), depth, strand_average=strand_average)
+    table, counter = score_vcf(vcf, genome, scorer, window, annotator, info,
+                               max_variants=max_variants, progress=progress)
+    scored = int((table["status"] == "ok").sum())
+    if table.height and not scored:
+        raise InputError(_nothing_scored(vcf, counter, table, genome))
+    with atomic_output(out_table) as tmp:
+        table.write_parquet(tmp)
+        records = write_scored_vcf(vcf, out_vcf, table, genome)
+    counts = {s: int(n) for s, n in table["status"].value_counts().iter_rows()}
+    index = out_index[0] if out_index and out_index[0].exists() else None
+    return ScoreSummary(counts, records, out_vcf, out_table, index, counter["edge_padded"],
+                        table)

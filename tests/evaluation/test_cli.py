@@ -142,7 +142,8 @@ def test_version_and_usage(capsys):
     assert main([]) == 0 and "track" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["_embed_parser", "_track_parser", "_probe_parser"])
+@pytest.mark.parametrize("name", ["_embed_parser", "_track_parser", "_score_parser",
+                                  "_probe_parser"])
 def test_every_option_has_help_and_shows_its_default(name):
     from hnet_dna.evaluation import cli
 

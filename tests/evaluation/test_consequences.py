@@ -77,27 +77,28 @@ def test_substitution_classes(yeast, models, ann, strand):
                 continue
             new = codon[: i % 3] + b + codon[i % 3 + 1:]
             a, c = Seq(codon).translate(), Seq(new).translate()
-            kind = "synonymous" if a == c else ("stop_gained" if c == "*" else "missense")
+            kind = "synonymous_variant" if a == c else ("stop_gained" if c == "*"
+                                                        else "missense_variant")
             found.setdefault(kind, (i, b))
     for kind, (i, b) in found.items():
         assert _snv(ann, yeast, t, i, b) == kind
-    assert {"synonymous", "missense"} <= set(found)
+    assert {"synonymous_variant", "missense_variant"} <= set(found)
 
 
 def test_indels_and_non_coding(yeast, models, ann):
     t = _gene(models, "+")
     s = t.segments[0][0]
     anchor = yeast.fetch(t.contig, s + 30, s + 31).upper()
-    assert ann.annotate(t.contig, s + 30, anchor, anchor + "A") == "frameshift"
-    assert ann.annotate(t.contig, s + 30, anchor, anchor + "AAA") == "inframe_indel"
+    assert ann.annotate(t.contig, s + 30, anchor, anchor + "A") == "frameshift_variant"
+    assert ann.annotate(t.contig, s + 30, anchor, anchor + "AAA") == "inframe_insertion"
     ref = yeast.fetch(t.contig, s + 30, s + 34).upper()
-    assert ann.annotate(t.contig, s + 30, ref, ref[0]) == "inframe_indel"
-    assert ann.annotate(t.contig, s + 30, ref[:2], ref[0]) == "frameshift"
+    assert ann.annotate(t.contig, s + 30, ref, ref[0]) == "inframe_deletion"
+    assert ann.annotate(t.contig, s + 30, ref[:2], ref[0]) == "frameshift_variant"
     gap = min(u.start for u in models if u.start > t.end) - 1  # last base before next CDS
     assert not any(u.start <= gap < u.end for u in models)
     base = yeast.fetch(t.contig, gap, gap + 1).upper()
-    assert ann.annotate(t.contig, gap, base, "A" if base != "A" else "C") == "non_coding"
-    assert ann.annotate("not_a_contig", 5, "A", "C") == "non_coding"
+    assert ann.annotate(t.contig, gap, base, "A" if base != "A" else "C") == "sequence_variant"
+    assert ann.annotate("not_a_contig", 5, "A", "C") == "sequence_variant"
 
 
 def test_spliced_minus_strand_gene(tmp_path):
@@ -123,14 +124,15 @@ def test_spliced_minus_strand_gene(tmp_path):
     lys_third = pos_of[8]
     ref = g.fetch("c", lys_third, lys_third + 1)
     assert ref == "T"
-    assert ann.annotate("c", lys_third, "T", "C") == "synonymous"  # AAA -> AAG
-    assert ann.annotate("c", pos_of[6], "T", "C") == "missense"  # AAA -> GAA
+    assert ann.annotate("c", lys_third, "T", "C") == "synonymous_variant"  # AAA -> AAG
+    assert ann.annotate("c", pos_of[6], "T", "C") == "missense_variant"  # AAA -> GAA
     assert ann.annotate("c", pos_of[9], "A", "C") == "stop_lost"  # TAA -> GAA
     assert ann.annotate("c", pos_of[6], "T", "A") == "stop_gained"  # AAA -> TAA
     assert ann.annotate("c", pos_of[1], "A", "G") == "start_lost"  # ATG -> ACG
     mid_intron = e2[1] + 5
     assert ann.annotate("c", mid_intron, g.fetch("c", mid_intron, mid_intron + 1), "G") \
-        == "non_coding"
+        == "intron_variant"
+    assert ann.annotate("c", 2, "C", "G") == "sequence_variant"  # before the CDS span
     assert len(list(cds_snvs(g, [t]))) == 3 * 12
 
 
@@ -145,3 +147,12 @@ def test_gff_errors_name_the_line(tmp_path, yeast):
     bad.write_text("chrX\tx\tCDS\t10\t50\t.\t+\t0\tParent=a\n")
     with pytest.raises(GFFFormatError, match=r"bad.gff:1: .*not in the genome"):
         read_cds_models(bad, yeast.contigs)
+    bad.write_text("##gff-version 3\nNC_001133.9\tx\tCDS\t10\t50\t.\t+\t0\tParent a\n")
+    with pytest.raises(GFFFormatError, match=r"bad.gff:2: GFF3 attribute 'Parent a'"):
+        read_cds_models(bad)
+    bad.write_text('NC_001133.9\tx\tCDS\t10\t50\t.\t+\t0\ttranscript_id "a"; junk\n')
+    with pytest.raises(GFFFormatError, match=r"bad.gff:1: GTF attribute 'junk'"):
+        read_cds_models(bad)
+    bad.write_text('##gff-version 2\nNC_001133.9\tx\tCDS\t10\t50\t.\t+\t0\tgene_id "g";\n')
+    with pytest.raises(GFFFormatError, match=r"bad.gff:2: GTF CDS line without transcript_id"):
+        read_cds_models(bad)

@@ -69,7 +69,7 @@ def test_indel_llr_mean_is_length_normalised():
     s = _scorer(strand_average=False).score([(ref, alt)], flanks=[(32, 32)])[0]
     assert s.llr == pytest.approx(4 * np.log(0.97))  # four more likely bases
     assert s.llr_mean == pytest.approx(0.0, abs=1e-12)  # same per-base likelihood
-    assert np.isnan(s.llr_rev)
+    assert s.llr_rev is None
     # without flanks the windows first differ at their end: the LLR is the same (causal)
     assert _scorer(strand_average=False).score([(ref, alt)])[0].llr == pytest.approx(s.llr)
 
@@ -103,3 +103,23 @@ def test_real_model_llr_is_the_whole_window_llr(model2_f64):
     both = VariantScorer(runner, depth="main").score([(ref, alt)])[0]
     assert both.llr == pytest.approx((both.llr_fwd + both.llr_rev) / 2)
     assert both.llr_fwd == pytest.approx(s.llr, abs=1e-9)
+
+
+class _NaNAt(MarkovRunner):
+    """The Markov model, but NaN (a broken model) at one scored position of every window."""
+
+    def run(self, windows, depths=(), logp=True):
+        out = super().run(windows, depths, logp)
+        for o in out:
+            o.logp[40] = np.nan
+        return out
+
+
+def test_model_nan_is_not_mistaken_for_unscored_n():
+    ref = encode("NNNNNNNN" + "ACGT" * 14)[0]
+    alt = ref.copy()
+    alt[30] = (alt[30] + 2) % 4
+    fine = _scorer().score([(ref, alt)])[0]
+    assert fine.finite  # the N padding is left out, not counted as a non-finite score
+    broken = VariantScorer(_NaNAt(), depth="final").score([(ref, alt)])[0]
+    assert not broken.finite and np.isnan(broken.llr)

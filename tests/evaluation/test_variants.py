@@ -8,6 +8,7 @@ import pysam
 import pytest
 from conftest import CHR20_VCF
 
+from hnet_dna.errors import InputError
 from hnet_dna.evaluation.runner import ModelRunner
 from hnet_dna.evaluation.scoring import VariantScorer
 from hnet_dna.evaluation.variants import (
@@ -145,5 +146,5 @@ def test_carry_info_and_max_variants_stop_at_a_record(chr20, model1):
     assert table["pos"].to_list() == [10, 65, 72]
     assert table["AF"].to_list() == pytest.approx([0.000199681, 0.000199681, 0.829273],
                                                   rel=1e-5)
-    with pytest.raises(KeyError, match="INFO field.*'XX'"):
+    with pytest.raises(InputError, match="INFO field.*'XX'"):
         score_vcf(CHR20_VCF, chr20, scorer, 32, carry_info=["XX"], progress=False)

@@ -319,6 +319,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
+        # Like the other commands: the user has to act (free space), so status 2, one line;
+        # the last checkpoint is intact and the run resumes from it.
         print(f"hnet-dna pretrain stopped: {error.strerror}", file=sys.stderr)
-        raise SystemExit(1) from error
+        raise SystemExit(2) from error
     return result["final"].get("bpb")

@@ -107,6 +107,10 @@ def run_pretrain(cfg: PretrainConfig, model_cfg: HNetConfig, run_dir: str | Path
         # layer separates ranks by itself.
         seed_everything(cfg.seed)
         model = build_model(model_cfg, checkpoint)
+        data = cfg.data
+        model.training_info = {
+            "data": f"{data.corpus} ({data.train_split} split, {data.context_length}-token windows)"
+        }
         corpus = data_mod.open_corpus(cfg.data)
         trainer = Trainer(
             cfg.trainer,

@@ -54,6 +54,11 @@ class Vocabulary:
     bos_id: int
     pad_id: int
     unscored_ids: tuple[int, ...] = ()  # never scored in held-out bits (N for DNA)
+    name: str = ""  # recorded with the token names in every checkpoint's config.json
+    tokens: dict[str, int] = field(default_factory=dict)
+
+    def for_model_folder(self) -> dict[str, Any] | None:
+        return {"name": self.name, "tokens": dict(self.tokens)} if self.tokens else None
 
 
 @dataclass
@@ -95,6 +100,7 @@ class Trainer:
         self.eval_batches = eval_batches
         self.step = 0
         self.last_checkpoint: Path | None = None
+        self.last_eval: dict[str, float] = {}  # newest held-out metrics, for the model card
 
         device = self.env.device
         precision = cfg.precision
@@ -227,6 +233,7 @@ class Trainer:
             lockstep=fsdp,
         )
         self.log_metrics("eval", result)
+        self.last_eval = {"step": self.step, **result}
         return result
 
     # ------------------------------------------------------------------ checkpoints
@@ -266,14 +273,22 @@ class Trainer:
 
     def _write_model(self, folder: Path, full_state: dict[str, torch.Tensor] | None) -> None:
         module = unwrap(self.model)
+        # The folder describes itself: vocabulary, training data (set by the caller as
+        # ``model.training_info``) and the newest held-out metrics.
+        training = dict(getattr(module, "training_info", None) or {})
+        training["step"] = self.step
+        if self.last_eval:
+            training["metrics"] = {k: v for k, v in self.last_eval.items() if k != "step"}
+            training["metrics_step"] = self.last_eval["step"]
+        description = {"vocabulary": self.vocab.for_model_folder(), "training": training}
         if full_state is None:
-            module.save_pretrained(folder)
+            module.save_pretrained(folder, **description)
             return
         # FSDP: a parameter-free copy of the model class that adopts the gathered full tensors.
         with torch.device("meta"):
             copy = type(module)(self.model_config)
         copy.load_state_dict(full_state, assign=True)
-        copy.save_pretrained(folder)
+        copy.save_pretrained(folder, **description)
 
     def load(self, checkpoint: str | Path) -> None:
         """Restore optimizer, scheduler, step, RNG and data position (weights: ``from_pretrained``).

@@ -100,7 +100,8 @@ class Trainer:
         self.eval_batches = eval_batches
         self.step = 0
         self.last_checkpoint: Path | None = None
-        self.last_eval: dict[str, float] = {}  # newest held-out metrics, for the model card
+        # newest held-out metrics and their step, recorded in each checkpoint's model card
+        self._card_metrics: tuple[int, dict[str, float]] | None = None
 
         device = self.env.device
         precision = cfg.precision
@@ -233,7 +234,7 @@ class Trainer:
             lockstep=fsdp,
         )
         self.log_metrics("eval", result)
-        self.last_eval = {"step": self.step, **result}
+        self._card_metrics = (self.step, dict(result))
         return result
 
     # ------------------------------------------------------------------ checkpoints
@@ -277,9 +278,8 @@ class Trainer:
         # ``model.training_info``) and the newest held-out metrics.
         training = dict(getattr(module, "training_info", None) or {})
         training["step"] = self.step
-        if self.last_eval:
-            training["metrics"] = {k: v for k, v in self.last_eval.items() if k != "step"}
-            training["metrics_step"] = self.last_eval["step"]
+        if self._card_metrics is not None:
+            training["metrics_step"], training["metrics"] = self._card_metrics
         description = {"vocabulary": self.vocab.for_model_folder(), "training": training}
         if full_state is None:
             module.save_pretrained(folder, **description)

@@ -114,8 +114,7 @@ def model_card(
         "",
         f"# H-Net language model ({stages}-stage, {num_parameters / 1e6:.2f}M parameters)",
         "",
-        "Written by [hnet_dna](https://pypi.org/project/hnet-dna/) "
-        f"{__version__}. Load it with:",
+        f"Written by hnet_dna {__version__}. Load it with:",
         "",
         "```python",
         "from hnet_dna import HNetForCausalLM",

@@ -2,7 +2,7 @@
 #   make pretrain   set up .venv and run the main job (pretraining on bundled yeast chr I)
 #   make test       set up .venv and run the test suite
 # Optional: make test-min  the suite in .venv-min at the lowest versions pyproject.toml allows
-#   (torch 2.6 comes from PyPI as its CUDA build: ~3 GB of wheels; CPU-only runs are fine).
+#   (torch 2.7 comes from PyPI as its CUDA build: ~3 GB of wheels; CPU-only runs are fine).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch is pinned to the CPU build that lies on local disk here; on a GPU cluster use environment.yml.

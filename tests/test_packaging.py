@@ -109,17 +109,19 @@ def test_install_script_rejects_unknown_arguments():
 
 
 def test_torch_floor_covers_fsdp2():
-    # FSDP2 (`torch.distributed.fsdp.fully_shard`) is public from torch 2.6.
+    # FSDP2 (`torch.distributed.fsdp.fully_shard`) is public from torch 2.6, but sharding on CPU
+    # (gloo, as tests/training/test_distributed.py does) fails in 2.6 ('Stream' object has no
+    # attribute 'record_event') and works from 2.7: `make test-min` runs that test at the floor.
     torch_req = next(Requirement(r) for r in _project()["dependencies"] if r.startswith("torch"))
-    assert not torch_req.specifier.contains("2.5.1")
-    assert torch_req.specifier.contains("2.6.0")
+    assert not torch_req.specifier.contains("2.6.0")
+    assert torch_req.specifier.contains("2.7.0")
 
 
 def test_lowest_requirements_pin_every_floor():
     lines = lowest_requirements()
     project = _project()
     assert len(lines) == len(project["dependencies"]) + len(project["optional-dependencies"]["dev"])
-    assert "torch==2.6" in lines
+    assert "torch==2.7" in lines
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][\w.]*", line) for line in lines)
 
 

@@ -180,14 +180,15 @@ def resolve_folder(
             raise ValueError(f"revision={revision!r} only applies to Hub repositories")
         _check_folder(local)
         return local
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
     try:
         snapshot = snapshot_download(
             name_or_path,
             revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
+            # Read now, not when huggingface_hub was imported (older releases bind both early).
+            cache_dir=cache_dir if cache_dir is not None else constants.HF_HUB_CACHE,
+            local_files_only=local_files_only or constants.HF_HUB_OFFLINE,
             token=token,
             allow_patterns=list(FOLDER_FILES),
             library_name="hnet-dna",

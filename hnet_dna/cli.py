@@ -78,6 +78,19 @@ register_command(
 )
 
 
+def _convert_official(args: list[str]) -> int:
+    from hnet_dna.convert import main as convert_main
+
+    return convert_main(args)
+
+
+register_command(
+    "convert-official",
+    "official H-Net checkpoint (JSON config + .pt) -> model folder (from_pretrained)",
+    _convert_official,
+)
+
+
 def usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = ["usage: hnet-dna [--version] <command> [arguments]", "", "commands:"]

@@ -20,6 +20,10 @@ Layout = list[Union[str, "Layout"]]
 
 LAYER_PATTERN = re.compile(r"([mMtT])(\d+)")
 
+# Keys a saved model folder's config.json carries besides the architecture (see
+# ``hnet_dna.model.pretrained``): they describe the folder, so ``from_dict`` sets them aside.
+FOLDER_METADATA_KEYS = ("model_type", "hnet_dna_version", "vocabulary", "training")
+
 
 @dataclass
 class SSMConfig:
@@ -113,7 +117,7 @@ class HNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HNetConfig:
-        data = dict(data)
+        data = {k: v for k, v in data.items() if k not in FOLDER_METADATA_KEYS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import math
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from hnet_dna.model import pretrained
 from hnet_dna.model.chunking import RoutingOutput
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.hnet import HNet, HNetCache
+from hnet_dna.model.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from hnet_dna.model.utils import accumulation_dtype
 from hnet_dna.model.weights import load_model_files
+from hnet_dna.outputs import atomic_output
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "CausalLMOutput", "HNetForCausalLM", "sample_next"]
 
 
 @dataclass
@@ -44,6 +50,9 @@ class HNetForCausalLM(nn.Module):
         self.lm_head = nn.Linear(d0, config.vocab_size, bias=False, **factory)
         if config.tie_embeddings:
             self.lm_head.weight = self.embeddings.weight
+        # What a saved folder records besides the weights (see save_pretrained).
+        self.vocabulary: dict[str, Any] | None = None
+        self.training_info: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ init
     @torch.no_grad()
@@ -167,31 +176,119 @@ class HNetForCausalLM(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` into the folder ``path``."""
+    def save_pretrained(
+        self,
+        path: str | Path,
+        vocabulary: Mapping[str, Any] | None = None,
+        training: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write a self-describing model folder: ``config.json``, ``model.safetensors``, and a
+        ``README.md`` model card (see ``hnet_dna.model.pretrained``).
+
+        ``vocabulary`` (``{"name": ..., "tokens": {token: id}}``) and ``training`` (``data``,
+        ``step``, ``metrics``) default to ``self.vocabulary`` / ``self.training_info``, which
+        ``from_pretrained`` restores, so a loaded model saves the same description.
+        """
+        vocabulary = self.vocabulary if vocabulary is None else vocabulary
+        training = self.training_info if training is None else training
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.config.to_json(path / CONFIG_NAME)
+        meta = pretrained.folder_config(self.config, vocabulary, training)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         if self.config.tie_embeddings:
             state.pop("lm_head.weight", None)
-        save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+        # Each file whole or not at all, with umask permissions (safetensors alone gives 0600).
+        with atomic_output(path / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        with atomic_output(path / CONFIG_NAME) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        card = pretrained.model_card(
+            self.config, self.num_parameters(), meta.get("vocabulary"), meta.get("training")
+        )
+        with atomic_output(path / pretrained.CARD_NAME) as tmp:
+            tmp.write_text(card)
         return path
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, device: torch.device | str | None = None, strict: bool = True
+        cls,
+        name_or_path: str | Path,
+        device: torch.device | str | None = None,
+        strict: bool = True,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
     ) -> HNetForCausalLM:
-        path = Path(path)
-        if not (path / CONFIG_NAME).exists() or not (path / WEIGHTS_NAME).exists():
-            raise FileNotFoundError(
-                f"{path} is not a saved model folder: expected {CONFIG_NAME} and {WEIGHTS_NAME}"
-            )
-        config, state = load_model_files(path, cls, str(device or "cpu"), strict)  # validated
+        """Load a model folder, or a Hugging Face Hub repository ``"org/name"``.
+
+        Hub repositories go through huggingface_hub's cache (``cache_dir``, default
+        ``HF_HUB_CACHE``) at ``revision``; ``local_files_only=True`` or ``HF_HUB_OFFLINE=1``
+        reads the cache without the network.
+        """
+        path = pretrained.resolve_folder(
+            name_or_path, revision, cache_dir, local_files_only=local_files_only, token=token
+        )
+        _, metadata = pretrained.read_folder_config(path)  # model_type, vocabulary, training
+        # validated: config vs the file's tensor shapes (before building), corrupt file, NaN/inf
+        config, state = load_model_files(path, cls, str(device or "cpu"), strict)
         model = cls(config, device=device)
         if config.tie_embeddings:
             state["lm_head.weight"] = state["embeddings.weight"]
         model.load_state_dict(state, strict=strict)
+        model.vocabulary = metadata.get("vocabulary")
+        model.training_info = metadata.get("training")
+        return model
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Upload H-Net model",
+        private: bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        token: str | bool | None = None,
+        vocabulary: Mapping[str, Any] | None = None,
+        training: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Upload the ``save_pretrained`` folder to the Hub repository ``repo_id`` (created if
+        missing) as one commit; returns huggingface_hub's ``CommitInfo``."""
+        with tempfile.TemporaryDirectory(prefix="hnet-dna-push-") as tmp:
+            folder = self.save_pretrained(tmp, vocabulary=vocabulary, training=training)
+            return pretrained.upload_folder(
+                folder,
+                repo_id,
+                commit_message=commit_message,
+                private=private,
+                revision=revision,
+                create_pr=create_pr,
+                token=token,
+            )
+
+    @classmethod
+    def from_official(
+        cls,
+        config_path: str | Path,
+        weights_path: str | Path,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> HNetForCausalLM:
+        """Load a checkpoint of the official H-Net release (JSON config + ``.pt`` state dict).
+
+        The weights are read with ``weights_only=True`` and must match the model the config
+        describes name for name and shape for shape (strict). The official text models use
+        UTF-8 bytes (BOS 254, EOS 255): a 256-token model gets that vocabulary recorded.
+        """
+        config = pretrained.official_config(config_path)
+        state = pretrained.official_state_dict(weights_path)
+        model = cls(config, device=device, dtype=dtype)
+        pretrained.check_state_keys(model.state_dict(), state, str(weights_path))
+        model.load_state_dict(state, strict=True)
+        if config.vocab_size == pretrained.OFFICIAL_VOCAB_SIZE:
+            model.vocabulary = dict(pretrained.BYTE_VOCABULARY)
+        model.training_info = {"data": f"official H-Net release ({Path(weights_path).name})"}
         return model
 
 

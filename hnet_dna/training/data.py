@@ -8,13 +8,18 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from hnet_dna.genomics import alphabet
 from hnet_dna.genomics.alphabet import DNA_VOCAB
 from hnet_dna.genomics.corpora import Corpus, load_corpus
 from hnet_dna.training.config import DataConfig
 from hnet_dna.training.trainer import Vocabulary
 
 DNA_VOCABULARY = Vocabulary(
-    bos_id=DNA_VOCAB.bos_id, pad_id=DNA_VOCAB.pad_id, unscored_ids=tuple(DNA_VOCAB.zero_weight_ids)
+    bos_id=DNA_VOCAB.bos_id,
+    pad_id=DNA_VOCAB.pad_id,
+    unscored_ids=tuple(DNA_VOCAB.zero_weight_ids),
+    name="dna",
+    tokens={t: getattr(alphabet, t) for t in "A C G T N PAD BOS EOS MASK".split()},
 )
 
 

@@ -226,6 +226,10 @@ def run_pretrain(cfg: PretrainConfig, model_cfg: HNetConfig, run_dir: str | Path
         else:
             model, checkpoint, state, damaged = load_resume_point(model_cfg,
                                                                   run_dir / "checkpoints")
+        data = cfg.data
+        model.training_info = {
+            "data": f"{data.corpus} ({data.train_split} split, {data.context_length}-token windows)"
+        }
         corpus = data_mod.open_corpus(cfg.data)
         trainer = Trainer(
             cfg.trainer,

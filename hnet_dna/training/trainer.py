@@ -55,6 +55,11 @@ class Vocabulary:
     bos_id: int
     pad_id: int
     unscored_ids: tuple[int, ...] = ()  # never scored in held-out bits (N for DNA)
+    name: str = ""  # recorded with the token names in every checkpoint's config.json
+    tokens: dict[str, int] = field(default_factory=dict)
+
+    def for_model_folder(self) -> dict[str, Any] | None:
+        return {"name": self.name, "tokens": dict(self.tokens)} if self.tokens else None
 
 
 @dataclass
@@ -96,6 +101,8 @@ class Trainer:
         self.eval_batches = eval_batches
         self.step = 0
         self.last_checkpoint: Path | None = None
+        # newest held-out metrics and their step, recorded in each checkpoint's model card
+        self._card_metrics: tuple[int, dict[str, float]] | None = None
 
         device = self.env.device
         precision = cfg.precision
@@ -228,6 +235,7 @@ class Trainer:
             lockstep=fsdp,
         )
         self.log_metrics("eval", result)
+        self._card_metrics = (self.step, dict(result))
         return result
 
     # ------------------------------------------------------------------ checkpoints
@@ -267,14 +275,21 @@ class Trainer:
 
     def _write_model(self, folder: Path, full_state: dict[str, torch.Tensor] | None) -> None:
         module = unwrap(self.model)
+        # The folder describes itself: vocabulary, training data (set by the caller as
+        # ``model.training_info``) and the newest held-out metrics.
+        training = dict(getattr(module, "training_info", None) or {})
+        training["step"] = self.step
+        if self._card_metrics is not None:
+            training["metrics_step"], training["metrics"] = self._card_metrics
+        description = {"vocabulary": self.vocab.for_model_folder(), "training": training}
         if full_state is None:
-            module.save_pretrained(folder)
+            module.save_pretrained(folder, **description)
             return
         # FSDP: a parameter-free copy of the model class that adopts the gathered full tensors.
         with torch.device("meta"):
             copy = type(module)(self.model_config)
         copy.load_state_dict(full_state, assign=True)
-        copy.save_pretrained(folder)
+        copy.save_pretrained(folder, **description)
 
     def load(self, checkpoint: str | Path, state: dict[str, Any] | None = None) -> None:
         """Restore optimizer, scheduler, step, RNG and data position (weights: ``from_pretrained``).

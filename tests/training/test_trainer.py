@@ -146,7 +146,14 @@ def test_run_folder_contents(tmp_path):
     eval_row = frame.filter(pl.col("split") == "eval").row(0, named=True)
     assert eval_row["step"] == 2 and 0 < eval_row["bpb_upper"] < 10
     checkpoint = latest_checkpoint(tmp_path / "checkpoints")
-    assert json.loads((checkpoint / "config.json").read_text())["d_model"] == [32, 64]
+    meta = json.loads((checkpoint / "config.json").read_text())
+    assert meta["d_model"] == [32, 64]
+    # The checkpoint describes itself: vocabulary, training data, the final held-out metrics.
+    assert meta["vocabulary"]["tokens"]["BOS"] == data_mod.DNA_VOCABULARY.bos_id
+    assert meta["training"]["data"].startswith(cfg.data.corpus)
+    assert meta["training"]["step"] == meta["training"]["metrics_step"] == 2
+    assert meta["training"]["metrics"]["bpb"] == pytest.approx(eval_row["bpb"])
+    assert f"| bpb | {eval_row['bpb']:.4f} |" in (checkpoint / "README.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -104,6 +104,8 @@ def offline_hub(tmp_path, monkeypatch):
 @pytest.mark.parametrize("block", [b for _, b in PYTHON_BLOCKS],
                          ids=[f"README.md:{line}" for line, _ in PYTHON_BLOCKS])
 def test_python_block_runs(block, tmp_path, monkeypatch, offline_hub):
+    # README examples run from a checkout: they may read the repository's tests/data.
+    (tmp_path / "tests").symlink_to(ROOT / "tests")
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "README.md", "exec"), {"__name__": "__readme__"})
     for folder in offline_hub.uploads:  # whatever the README pushes is a loadable model folder
@@ -112,7 +114,7 @@ def test_python_block_runs(block, tmp_path, monkeypatch, offline_hub):
 
 
 # ------------------------------------------------------------------------ bash blocks
-class _Parsed(Exception):
+class _Parsed(BaseException):  # not an Exception: the CLI reports those as errors
     """Raised instead of running a command once its arguments parsed."""
 
 

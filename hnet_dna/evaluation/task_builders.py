@@ -33,7 +33,7 @@ from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import reverse_complement
 from hnet_dna.genomics.fasta import Genome
 
-from .gff import iter_gff
+from .gff import iter_gff, parents
 from .tasks import Task, TaskSplit
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,7 @@ def _genes_and_introns(gff: str | os.PathLike, contigs: Mapping[str, int]):
             cds.append((cols[0], s, e))
         elif cols[2] == "exon":
             exons.append((cols[0], s, e))
-            parent = attrs.get("Parent")
-            if parent:
+            for parent in parents(attrs):  # an exon shared by transcripts (Parent=a,b)
                 tx_exons[parent].append((s, e))
                 tx_info[parent] = (cols[0], strand)
     introns = set()

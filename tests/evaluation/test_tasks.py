@@ -190,3 +190,25 @@ def test_block_splits_are_seeded_and_proportional():
     assert a.split_of("c", same * 10_000 + 9_990, same * 10_000 + 10_010) is not None
     diff = next(i for i in range(99) if a.assign["c"][i] != a.assign["c"][i + 1])
     assert a.split_of("c", diff * 10_000 + 9_990, diff * 10_000 + 10_010) is None
+
+
+def test_exon_shared_by_two_transcripts_gives_both_introns(tmp_path):
+    # exon 1 belongs to t1 and t2 (Parent=t1,t2); their second exons start at different
+    # acceptors, so both introns exist only if the shared exon counts for each transcript.
+    rng = np.random.default_rng(1)
+    seq = list("".join(rng.choice(list("ACGT"), 3000)))
+    seq[1000:1002] = "GT"
+    seq[1498:1500] = seq[1998:2000] = "AG"
+    fa = tmp_path / "g.fa"
+    fa.write_text(">c\n" + "".join(seq) + "\n")
+    gff = tmp_path / "g.gff"
+    gff.write_text(
+        "c\tx\tgene\t1\t3000\t.\t+\t.\tID=g\n"
+        "c\tx\texon\t1\t1000\t.\t+\t.\tParent=t1,t2\n"
+        "c\tx\texon\t1501\t3000\t.\t+\t.\tParent=t1\n"
+        "c\tx\texon\t2001\t3000\t.\t+\t.\tParent=t2\n")
+    g = Genome(fa, backend="memory")
+    acc = build_task("splice_acceptor", g, gff, window=40, block=100_000,
+                     fractions={"train": 1.0}).splits["train"]
+    positives = [s for s, label in zip(acc.sequences, acc.labels, strict=True) if label == 1]
+    assert len(positives) == 2 and all(s[19:21] == "AG" for s in positives)

@@ -180,3 +180,14 @@ def test_push_to_hub_uploads_the_self_describing_folder(tmp_path, monkeypatch):
     assert meta["model_type"] == "hnet_dna" and meta["vocabulary"]["name"] == "dna"
     assert "| bpb | 1.9500 |" in (folder / "README.md").read_text()
     assert torch.equal(_logits(HNetForCausalLM.from_pretrained(folder)), _logits(model))
+
+
+def test_saved_files_get_umask_permissions_and_no_temporaries(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        folder = _model().save_pretrained(tmp_path / "m")
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    # safetensors alone creates its file 0600; every file is written whole, then renamed
+    assert modes == {"config.json": 0o644, "model.safetensors": 0o644, "README.md": 0o644}

@@ -38,13 +38,14 @@ def _open_text(path: str | os.PathLike):
     return gzip.open(path, "rt") if gz else open(path)
 
 
+def _attr_items(text: str) -> list[str]:
+    """The non-empty ``;``-separated items of an attribute column (``.`` has none)."""
+    return [] if text.strip() == "." else [item for item in text.split(";") if item.strip()]
+
+
 def _gff3_attrs(text: str, where: str) -> dict[str, str]:
     attrs: dict[str, str] = {}
-    if text.strip() == ".":
-        return attrs
-    for item in text.split(";"):
-        if not item.strip():
-            continue
+    for item in _attr_items(text):
         if "=" not in item:
             raise GFFFormatError(f"{where}: GFF3 attribute {item.strip()!r} is not key=value "
                                  "(a GTF file? its attributes read key \"value\";)")
@@ -55,11 +56,7 @@ def _gff3_attrs(text: str, where: str) -> dict[str, str]:
 
 def _gtf_attrs(text: str, cols: list[str], where: str) -> dict[str, str]:
     attrs: dict[str, str] = {}
-    if text.strip() == ".":
-        return attrs
-    for item in text.split(";"):
-        if not item.strip():
-            continue
+    for item in _attr_items(text):
         m = _GTF_ITEM.match(item)
         if m is None:
             raise GFFFormatError(f"{where}: GTF attribute {item.strip()!r} is not "

@@ -41,6 +41,22 @@ def tiny_model(stages: int = 1, seed: int = 0, dtype: torch.dtype = torch.float3
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> Path:
+    """A saved model folder (one per test module: tests may add files beside it)."""
+    path = tmp_path_factory.mktemp("model") / "m"
+    tiny_model(1).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fasta_copy(tmp_path_factory) -> Path:
+    """The chr20 excerpt copied out of tests/data: its .fai is written next to the copy."""
+    path = tmp_path_factory.mktemp("ref") / "chr20.fa"
+    path.write_text(CHR20_FASTA.read_text())
+    return path
+
+
 @pytest.fixture(scope="session")
 def model2_f64() -> HNetForCausalLM:
     """Two-stage tiny model in float64: outputs compared to 1e-9."""

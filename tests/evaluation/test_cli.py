@@ -9,25 +9,10 @@ import polars as pl
 import pysam
 import pytest
 import torch
-from conftest import CHR20_FASTA, CHR20_VCF, tiny_model
+from conftest import CHR20_VCF
 
 from hnet_dna.evaluation.cli import main_embed, main_probe, main_score_variants
 from hnet_dna.evaluation.embeddings import read_boundaries_bed
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "m"
-    tiny_model(1).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def fasta_copy(tmp_path_factory):
-    # the FASTA gets a .fai next to it: keep tests/data clean
-    path = tmp_path_factory.mktemp("ref") / "chr20.fa"
-    path.write_text(CHR20_FASTA.read_text())
-    return path
 
 
 def test_embed_fasta_bed(saved_model, fasta_copy, tmp_path, capsys):

@@ -136,23 +136,19 @@ def test_spliced_minus_strand_gene(tmp_path):
     assert len(list(cds_snvs(g, [t]))) == 3 * 12
 
 
-def test_gff_errors_name_the_line(tmp_path, yeast):
+@pytest.mark.parametrize("text, message", [
+    ("##gff-version 3\nchr\tx\tCDS\t10\n", r"bad.gff:2: expected 9"),
+    ("NC_001133.9\tx\tCDS\t10\t5\t.\t+\t0\tParent=a\n", r"bad.gff:1: invalid range"),
+    ("chrX\tx\tCDS\t10\t50\t.\t+\t0\tParent=a\n", r"bad.gff:1: .*not in the genome"),
+    ("##gff-version 3\nNC_001133.9\tx\tCDS\t10\t50\t.\t+\t0\tParent a\n",
+     r"bad.gff:2: GFF3 attribute 'Parent a'"),
+    ('NC_001133.9\tx\tCDS\t10\t50\t.\t+\t0\ttranscript_id "a"; junk\n',
+     r"bad.gff:1: GTF attribute 'junk'"),
+    ('##gff-version 2\nNC_001133.9\tx\tCDS\t10\t50\t.\t+\t0\tgene_id "g";\n',
+     r"bad.gff:2: GTF CDS line without transcript_id"),
+])
+def test_gff_errors_name_the_line(tmp_path, yeast, text, message):
     bad = tmp_path / "bad.gff"
-    bad.write_text("##gff-version 3\nchr\tx\tCDS\t10\n")
-    with pytest.raises(GFFFormatError, match=r"bad.gff:2: expected 9"):
-        read_cds_models(bad)
-    bad.write_text("NC_001133.9\tx\tCDS\t10\t5\t.\t+\t0\tParent=a\n")
-    with pytest.raises(GFFFormatError, match=r"bad.gff:1: invalid range"):
-        read_cds_models(bad)
-    bad.write_text("chrX\tx\tCDS\t10\t50\t.\t+\t0\tParent=a\n")
-    with pytest.raises(GFFFormatError, match=r"bad.gff:1: .*not in the genome"):
+    bad.write_text(text)
+    with pytest.raises(GFFFormatError, match=message):
         read_cds_models(bad, yeast.contigs)
-    bad.write_text("##gff-version 3\nNC_001133.9\tx\tCDS\t10\t50\t.\t+\t0\tParent a\n")
-    with pytest.raises(GFFFormatError, match=r"bad.gff:2: GFF3 attribute 'Parent a'"):
-        read_cds_models(bad)
-    bad.write_text('NC_001133.9\tx\tCDS\t10\t50\t.\t+\t0\ttranscript_id "a"; junk\n')
-    with pytest.raises(GFFFormatError, match=r"bad.gff:1: GTF attribute 'junk'"):
-        read_cds_models(bad)
-    bad.write_text('##gff-version 2\nNC_001133.9\tx\tCDS\t10\t50\t.\t+\t0\tgene_id "g";\n')
-    with pytest.raises(GFFFormatError, match=r"bad.gff:2: GTF CDS line without transcript_id"):
-        read_cds_models(bad)

@@ -11,7 +11,7 @@ import polars as pl
 import pysam
 import pytest
 import torch
-from conftest import CHR20_FASTA, CHR20_VCF, YEAST_FASTA, YEAST_GFF, tiny_model
+from conftest import CHR20_VCF, YEAST_FASTA, YEAST_GFF, tiny_model
 
 from hnet_dna.evaluation import vcf_scoring
 from hnet_dna.evaluation.cli import main_score_variants
@@ -23,18 +23,9 @@ from hnet_dna.evaluation.vcf_scoring import score_vcf, write_scored_vcf
 HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "m"
-    tiny_model(1).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def fasta(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ref") / "chr20.fa"
-    path.write_text(CHR20_FASTA.read_text())
-    return path
+@pytest.fixture
+def fasta(fasta_copy):
+    return fasta_copy
 
 
 def _records(chr20, contig: str = "z", n: int = 4) -> str:

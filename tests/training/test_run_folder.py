@@ -208,7 +208,7 @@ def test_checkpoint_files_get_the_umask_permissions(tmp_path):
     finally:
         os.umask(previous)
     modes = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
-    assert modes == {"config.json": 0o644, "model.safetensors": 0o644,
+    assert modes == {"config.json": 0o644, "model.safetensors": 0o644, "README.md": 0o644,
                      "training_state.pt": 0o644}  # safetensors alone wrote 0600
 
 

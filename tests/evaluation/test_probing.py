@@ -52,7 +52,6 @@ def test_hnet_features_through_the_mlp_head(coding_task, model1):
                           heads=("mlp", "logreg"), seeds=(0,))
     summary = summarize(rows)
     assert summary.height == 2 and set(summary["head"]) == {"mlp", "logreg"}
-    assert all(-1 <= r["mcc"] <= 1 and 0 <= r["accuracy"] <= 1 for r in rows)
 
 
 def test_summarize_mean_and_spread():

@@ -101,6 +101,10 @@ def test_load_model_finds_newest_checkpoint_of_a_run(tmp_path):
     model.save_pretrained(tmp_path / "run" / "checkpoints" / "step-00000010")
     tiny_model(1, seed=1).save_pretrained(tmp_path / "run" / "checkpoints" / "step-00000002")
     assert find_model_folder(tmp_path / "run").name == "step-00000010"
+    # the checkpoints folder itself; a newer step without weights is no model folder
+    (tmp_path / "run" / "checkpoints" / "step-00000020").mkdir()
+    (tmp_path / "run" / "checkpoints" / "step-00000020" / "config.json").write_text("{}")
+    assert find_model_folder(tmp_path / "run" / "checkpoints").name == "step-00000010"
     loaded = load_model(tmp_path / "run")
     assert torch.equal(loaded.embeddings.weight, model.embeddings.weight)
     (tmp_path / "empty").mkdir()

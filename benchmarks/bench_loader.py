@@ -38,7 +38,7 @@ def default_fasta() -> str:
     return str(next(BUNDLED_DIR.glob("ScerR64_I_*_genomic.fna.gz")))
 
 
-def measure(label: str, items: Iterable, window: int) -> None:
+def print_loader_rate(label: str, items: Iterable, window: int) -> None:
     """Print the wait for the first item (worker start-up, file opening) and the steady rate
     over the remaining items (a batch counts as its rows)."""
     t0 = time.perf_counter()
@@ -88,15 +88,17 @@ def main() -> None:
     for w in args.window:
         for backend, corpus in corpora.items():
             ds, _ = windows(corpus, args.fetch_samples, w, preload=False)
-            measure(f"[{backend}] random L={w} per-window fetch", ds, w)
+            print_loader_rate(f"[{backend}] random L={w} per-window fetch", ds, w)
         corpus = corpora[args.backends[-1]]
         ds, seconds = windows(corpus, args.samples, w)
         print(f"preloaded train split for L={w} in {seconds:.2f} s", flush=True)
-        measure(f"[preloaded] random L={w}", ds, w)
-        measure(f"[preloaded] tile valid L={w}", corpus.windows("valid", w, mode="tile"), w)
+        print_loader_rate(f"[preloaded] random L={w}", ds, w)
+        tiles = corpus.windows("valid", w, mode="tile")
+        print_loader_rate(f"[preloaded] tile valid L={w}", tiles, w)
         for workers in args.workers:
             loader = ds.loader(args.batch_size, num_workers=workers)
-            measure(f"[preloaded] WindowLoader workers={workers} bs={args.batch_size}", loader, w)
+            label = f"[preloaded] WindowLoader workers={workers} bs={args.batch_size}"
+            print_loader_rate(label, loader, w)
 
 
 if __name__ == "__main__":

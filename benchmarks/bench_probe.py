@@ -183,9 +183,9 @@ def main() -> None:
         if args.model:
             from hnet_dna.evaluation.embeddings import Embedder
             from hnet_dna.evaluation.probing import embed_task
-            from hnet_dna.evaluation.runner import ModelRunner, load_model
+            from hnet_dna.evaluation.runner import PerBaseForward, load_model
 
-            emb = Embedder(ModelRunner(load_model(args.model), 64), ["final"], progress=False)
+            emb = Embedder(PerBaseForward(load_model(args.model), 64), ["final"], progress=False)
             hfeats, w, _ = timed(embed_task, emb, task)
             results["hnet_embed_s"] = w
             print(f"hnet embeddings ({hfeats['train'].shape[1]} dims): {w:.1f} s")

@@ -7,20 +7,21 @@ first (warm-up) step, then time the remaining repeats.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from benchmarks import models
-from benchmarks.timing import matmul_flops, measure, peak_memory_of, set_threads
+from benchmarks.timing import matmul_flops, peak_memory_of, set_threads, time_repeats
+from hnet_dna.model.build import build_model
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import HNetForCausalLM
-from hnet_dna.training.config import OptimConfig
-from hnet_dna.training.losses import pretraining_loss, shift_right
-from hnet_dna.training.optim import build_optimizer, eq11_lr_multipliers
+from hnet_dna.training.config import TrainerConfig
+from hnet_dna.training.distributed import DistEnv
+from hnet_dna.training.trainer import Trainer, Vocabulary
 
 BOS_ID, PAD_ID = 6, 5
 
@@ -41,34 +42,28 @@ class Options:
 
 def training_step(model: HNetForCausalLM, tokens: torch.Tensor,
                   amp: torch.dtype | None = None) -> Any:
-    """A closure doing one optimizer step as the trainer does: forward, weighted CE + ratio
-    loss, backward, grad-norm clipping, AdamW with per-stage groups. ``amp`` (e.g.
-    ``torch.bfloat16``) runs forward and loss under autocast, as the trainer's bf16 precision.
+    """A closure doing one optimizer step with the pretraining ``Trainer.train_step`` itself:
+    forward, weighted CE + ratio loss, backward, clipping, NaN guard, AdamW with per-stage
+    groups and eq. 11 multipliers. ``amp=torch.bfloat16`` is the trainer's bf16 precision.
 
     The learning rate is 0 so the weights (and the calibrated routing) stay put across repeats;
     AdamW still does all of its arithmetic.
     """
-    num_stages = model.config.num_stages
-    widths = [model.config.stage_cfg(s)["d_model"] for s in range(num_stages + 1)]
-    ratios = [models.TARGET_RATIO] * num_stages
-    opt = build_optimizer(model.stage_parameters(), OptimConfig(lr=0.0),
-                          eq11_lr_multipliers(ratios, widths))
-    inputs, _ = shift_right(tokens, BOS_ID, PAD_ID)
-    weight = torch.ones(tokens.shape, dtype=torch.float32, device=tokens.device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    autocast = (contextlib.nullcontext() if amp is None
-                else torch.autocast(tokens.device.type, dtype=amp))
+    if amp not in (None, torch.bfloat16):
+        raise ValueError(f"the trainer runs fp32 or bf16 autocast, not {amp}")
+    cfg = TrainerConfig(max_steps=2**31 - 1, precision="fp32" if amp is None else "bf16",
+                        progress_bar=False)
+    cfg.optim.lr = 0.0
+    cfg.loss.target_ratio = [models.TARGET_RATIO]
+    run_dir = tempfile.TemporaryDirectory(prefix="bench-trainer-")  # metrics.jsonl only
+    no_stream: Any = iter(())  # the batch is given to each step
+    trainer = Trainer(cfg, model, no_stream, Vocabulary(BOS_ID, PAD_ID), run_dir.name,
+                      DistEnv(device=tokens.device))
+    batch = {"tokens": tokens,
+             "loss_weight": torch.ones(tokens.shape, dtype=torch.float32, device=tokens.device)}
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            out = model(inputs)
-            parts = pretraining_loss(out.logits, out.routing, tokens, weight,
-                                     weight_norm=weight.sum(), ratio_alpha=0.03,
-                                     target_ratios=ratios)
-        parts.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+    def step(run_dir: Any = run_dir) -> None:  # keeps the folder alive with the closure
+        trainer.train_step([batch])
 
     return step
 
@@ -90,7 +85,7 @@ def measure_case(spec: dict[str, Any]) -> dict[str, Any]:
     set_threads(spec["threads"])
     config = HNetConfig.from_dict(spec["config"])
     batch, length = spec["batch"], spec["length"]
-    model = models.build(config, spec.get("seed", 0))
+    model = build_model(config, seed=spec.get("seed", 0))
     tokens = models.dna_batch(batch, length, seed=spec.get("seed", 0))
     compression: list[float] = []
     if config.num_stages and spec.get("calibrate", True):
@@ -108,7 +103,7 @@ def measure_case(spec: dict[str, Any]) -> dict[str, Any]:
         # compare the model with the matmul under the same conditions.
         matmuls.append(matmul_flops(spec["threads"], repeats=3))
 
-    timing = measure(step, warmup=0, repeats=spec["repeats"],
+    timing = time_repeats(step, warmup=0, repeats=spec["repeats"],
                      before_each=matmul_peak if spec.get("matmul") else None)
     bases = batch * length
     out: dict[str, Any] = {

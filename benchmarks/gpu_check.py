@@ -60,7 +60,9 @@ from benchmarks.gpu_kernels import (  # noqa: E402
     setup_carry,
     torch_paths,
 )
-from benchmarks.timing import REPO, measure, peak_memory_of  # noqa: E402
+from benchmarks.timing import REPO, peak_memory_of, time_repeats  # noqa: E402
+from hnet_dna.model.build import build_model  # noqa: E402
+from hnet_dna.training.distributed import resolve_device  # noqa: E402
 
 NAME = "gpu_check"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / NAME
@@ -354,7 +356,7 @@ def parity_rows(ctx: Context) -> dict[str, Any]:
 def prepare_model(config: Any, tokens: torch.Tensor, ctx: Context) -> tuple[Any, list[float]]:
     """Build, move to the device, calibrate routing to N = 3 on a prefix of the first row;
     returns the model and its realised compression on ``tokens``."""
-    model = models.build(config).to(ctx.device)
+    model = build_model(config, seed=0).to(ctx.device)
     tokens = tokens.to(ctx.device)
     if not config.num_stages:
         return model, []
@@ -376,7 +378,7 @@ def train_case(config: Any, batch: int, length: int, ctx: Context) -> dict[str, 
 
     # Warm-up (kernels compile and autotune on the first step): its peak is the step's memory.
     peak = peak_memory_of(synced) if ctx.cuda else synced()
-    timing = measure(synced, warmup=1 if ctx.cuda else 0, repeats=ctx.plan.repeats)
+    timing = time_repeats(synced, warmup=1 if ctx.cuda else 0, repeats=ctx.plan.repeats)
     flops = models.flops_report(model, length, compression)
     bases = batch * length
     return {"batch": batch, "length": length, "compression": compression,
@@ -538,7 +540,7 @@ def data_efficiency(ctx: Context) -> dict[str, Any]:
                             autocast=autocast)
 
     def setup(config: Any, steps: int) -> tuple[Any, Callable[[dict], float]]:
-        model = models.build(config).to(device)
+        model = build_model(config, seed=0).to(device)
         ratios = [models.TARGET_RATIO] * config.num_stages
         widths = [config.stage_cfg(s)["d_model"] for s in range(config.num_stages + 1)]
         opt = build_optimizer(model.stage_parameters(), OptimConfig(lr=plan.de_lr),
@@ -796,7 +798,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     t0 = time.perf_counter()
     plan = Plan.make(args.smoke, budget_s=args.budget, corpus=args.corpus,
                      de_seconds=args.de_seconds)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device or "auto")
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1)  # CPU runs are smoke tests: one thread never oversubscribes

@@ -17,7 +17,8 @@ import torch
 
 from benchmarks import models
 from benchmarks.cases import Options, measure_case
-from benchmarks.timing import isolated, measure, measure_interleaved, set_threads
+from benchmarks.timing import isolated, set_threads, time_interleaved, time_repeats
+from hnet_dna.model.build import build_model
 from hnet_dna.model.config import HNetConfig
 
 NAME = "inference"
@@ -55,7 +56,7 @@ def generation_case(spec: dict[str, Any]) -> dict[str, Any]:
     """
     set_threads(spec["threads"])
     config = HNetConfig.from_dict(spec["config"])
-    model = models.build(config).eval()
+    model = build_model(config, seed=0).eval()
     steps, contexts = spec["steps"], spec["contexts"]
     warmup = 3
     total = max(contexts) + steps + warmup + 1
@@ -67,9 +68,9 @@ def generation_case(spec: dict[str, Any]) -> dict[str, Any]:
             out["compression"] = models.calibrate_routing(model, ids[:, : max(contexts)])
         for ctx in contexts:
             cache = model.allocate_inference_cache(1, total)
-            prefill = measure(lambda ctx=ctx, cache=cache: model(ids[:, :ctx], cache=cache),
+            prefill = time_repeats(lambda ctx=ctx, cache=cache: model(ids[:, :ctx], cache=cache),
                               warmup=0, repeats=1)
-            recompute = measure(lambda ctx=ctx: model(ids[:, :ctx]), warmup=0, repeats=2)
+            recompute = time_repeats(lambda ctx=ctx: model(ids[:, :ctx]), warmup=0, repeats=2)
             out[str(ctx)] = {"prefill_s": prefill.wall.median,
                              "recompute_token_s": recompute.wall.median,
                              "recompute_token_cpu_s": recompute.cpu.median}
@@ -80,7 +81,7 @@ def generation_case(spec: dict[str, Any]) -> dict[str, Any]:
                 pos[0] += 1
 
             steppers[str(ctx)] = step
-        timings = measure_interleaved(steppers, warmup=warmup, repeats=steps)
+        timings = time_interleaved(steppers, warmup=warmup, repeats=steps)
     for ctx, t in timings.items():
         out[ctx].update(cached_token_s=t.wall.median, cached_token_cpu_s=t.cpu.median,
                         cached_token_spread=t.wall.spread)

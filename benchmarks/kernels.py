@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from benchmarks.cases import Options
-from benchmarks.timing import measure_interleaved, set_threads
+from benchmarks.timing import set_threads, time_interleaved
 from hnet_dna.model.attention import CausalMHA
 from hnet_dna.model.ops.ema import ema_chunked, ema_naive
 from hnet_dna.model.ops.ssd import kernels_available, ssd_chunked, ssd_naive
@@ -46,7 +46,7 @@ def _with_backward(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor],
 
 
 def _compare(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, Any]:
-    timings = measure_interleaved(fns, warmup=1, repeats=repeats)
+    timings = time_interleaved(fns, warmup=1, repeats=repeats)
     out: dict[str, Any] = {k: t.to_dict() for k, t in timings.items()}
     names = list(fns)
     ref = timings[names[0]].cpu.median

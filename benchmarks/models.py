@@ -206,13 +206,6 @@ def realised_compression(model: HNetForCausalLM, ids: Tensor) -> list[float]:
     return [r.tokens_per_chunk() for r in out.routing]
 
 
-def build(config: HNetConfig, seed: int = 0) -> HNetForCausalLM:
-    torch.manual_seed(seed)
-    model = HNetForCausalLM(config)
-    model.init_weights()
-    return model
-
-
 def flops_report(model: HNetForCausalLM, context: int, compression: list[float]) -> dict:
     report = count_flops(model, context, compression)
     return {"train_flops_per_base": report.train_per_base,

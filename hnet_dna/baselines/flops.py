@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from hnet_dna.model.attention import CausalMHA
-from hnet_dna.model.config import HNetConfig
+from hnet_dna.model.config import HNetConfig, per_stage
 from hnet_dna.model.hnet import HNet
 from hnet_dna.model.isotropic import Isotropic
 from hnet_dna.model.lm import HNetForCausalLM
@@ -196,7 +196,5 @@ def preset_flops(
 ) -> FlopsReport:
     """Planning count for a preset's model entry: target compression, assumed units per token."""
     config = HNetConfig.from_dict({**model_config, "vocab_size": vocab_size})
-    stages = config.num_stages
-    ratios = list(target_ratio) * stages if len(target_ratio) == 1 else list(target_ratio)
-    return config_flops(config, context_units / units_per_token, ratios[:stages],
-                        units_per_token)
+    ratios = per_stage(target_ratio, config.num_stages, "target_ratio")
+    return config_flops(config, context_units / units_per_token, ratios, units_per_token)

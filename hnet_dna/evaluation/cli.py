@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 
 from hnet_dna.errors import InputError
 from hnet_dna.outputs import check_output, check_outputs
+from hnet_dna.training.distributed import resolve_device
 
 log = logging.getLogger("hnet_dna.evaluation")
 
@@ -65,25 +65,11 @@ def _window(text: str) -> int:
 
 def _device_arg(name: str) -> str:
     """Validate ``--device`` at parse time: a known device type that exists here."""
-    if name == "auto":
-        return name
     try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(
-            f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cpu":
-        return name
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{name}: no CUDA device is available here")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(
-                f"{name}: only {torch.cuda.device_count()} CUDA device(s) here")
-        return name
-    if dev.type == "mps" and torch.backends.mps.is_available():
-        return name
-    raise argparse.ArgumentTypeError(f"device {name!r} is not available; use auto, cpu or cuda[:N]")
+        resolve_device(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return name
 
 
 MIN_WINDOW = 8
@@ -99,12 +85,6 @@ def _common(p: argparse.ArgumentParser, model_required: bool = True) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log progress details; show the traceback of an internal error")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(_device_arg(name))
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -205,7 +185,7 @@ def _main_embed(argv: Sequence[str] | None) -> int:
 
     from .embed_io import EmbeddingWriter, iter_inputs, output_paths
     from .embeddings import Embedder, boundaries, write_boundaries_bed
-    from .runner import ModelRunner, load_model
+    from .runner import PerBaseForward, load_model
 
     p = _embed_parser()
     args = p.parse_args(argv)
@@ -213,8 +193,8 @@ def _main_embed(argv: Sequence[str] | None) -> int:
     _check_window(p, args.window, args.overlap)
     depths = args.depth or ["final"]
     inputs, total = iter_inputs(args.fasta, args.bed, args.sequences)
-    model = load_model(args.model, _device(args.device))
-    embedder = Embedder(ModelRunner(model, args.batch_size), depths, args.pool,
+    model = load_model(args.model, resolve_device(args.device))
+    embedder = Embedder(PerBaseForward(model, args.batch_size), depths, args.pool,
                         args.strand_average, args.window, args.overlap, args.per_base,
                         progress=not args.no_progress)
     dims = {d: embedder.dim(d) for d in embedder.depths}
@@ -277,7 +257,7 @@ def _main_track(argv: Sequence[str] | None) -> int:
     from hnet_dna.genomics.fasta import Genome
 
     from .embeddings import Embedder
-    from .runner import ModelRunner, load_model
+    from .runner import PerBaseForward, load_model
     from .tracks import BYTES_PER_BASE, signal_names, track_outputs, track_regions, write_tracks
 
     p = _track_parser()
@@ -286,14 +266,14 @@ def _main_track(argv: Sequence[str] | None) -> int:
     _check_window(p, args.window, args.overlap)
     genome = Genome(args.fasta)
     regions = track_regions(genome, args.bed)
-    model = load_model(args.model, _device(args.device))
+    model = load_model(args.model, resolve_device(args.device))
     stages, both = model.config.num_stages, not args.forward_only
     outs = track_outputs(args.out, stages, both, bigwig=not args.no_bigwig)
     bases = sum(r.end - r.start for r in regions)
     _check_outputs(outs, [args.fasta, f"{args.fasta}.fai", f"{args.fasta}.gzi", args.bed],
                    args.overwrite,
                    bases * BYTES_PER_BASE * len(signal_names(stages, both)))
-    embedder = Embedder(ModelRunner(model, args.batch_size), [], "mean", both, args.window,
+    embedder = Embedder(PerBaseForward(model, args.batch_size), [], "mean", both, args.window,
                         args.overlap, progress=not args.no_progress, logp=True)
     lines = write_tracks(embedder, genome, regions, args.out, bigwig=not args.no_bigwig)
     print(f"tracked {len(regions)} regions, {bases} bases in {embedder.seconds:.1f} s "
@@ -393,7 +373,7 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
         genetic_code=args.genetic_code, depth=args.depth,
         strand_average=not args.no_strand_average, batch_size=args.batch_size, info=info,
         max_variants=args.max_variants, overwrite=args.overwrite,
-        device=str(_device(args.device)), progress=not args.no_progress)
+        device=str(resolve_device(args.device)), progress=not args.no_progress)
     table = summary.table
     print(summary)
     index = f", index {summary.index}" if summary.index else ""
@@ -468,12 +448,13 @@ def main_probe(argv: Sequence[str] | None = None) -> int:
 
 
 def _main_probe(argv: Sequence[str] | None) -> int:
+    from hnet_dna.model.build import build_model
     from hnet_dna.outputs import atomic_output
 
     from .embeddings import POOLS, Embedder
     from .kmer_features import check_ks, kmer_features
     from .probing import HEADS, embed_task, finetune, probe_features, summarize
-    from .runner import ModelRunner, load_model, random_init_model
+    from .runner import PerBaseForward, load_model
 
     p = _probe_parser()
     args = p.parse_args(argv)
@@ -505,11 +486,12 @@ def _main_probe(argv: Sequence[str] | None) -> int:
         _check_outputs([args.out], [*sources, args.fasta, args.gff], args.overwrite)
     models = []
     if args.model:
-        device = _device(args.device)
+        device = resolve_device(args.device)
         model = load_model(args.model, device)
         models.append(("hnet", model))
         if args.random_init:
-            models.append(("hnet_random_init", random_init_model(model.config, 0, device)))
+            control = build_model(model.config, seed=0, device=device).eval()
+            models.append(("hnet_random_init", control))
     seeds = list(range(args.seeds))
     progress = not args.no_progress
     rows: list[dict] = []
@@ -522,7 +504,7 @@ def _main_probe(argv: Sequence[str] | None) -> int:
             task_rows += probe_features(f"kmer{''.join(map(str, ks))}", feats, labels, heads,
                                         seeds, progress=progress)
         for name, model in models:
-            embedder = Embedder(ModelRunner(model, args.batch_size), args.depth or ["final"],
+            embedder = Embedder(PerBaseForward(model, args.batch_size), args.depth or ["final"],
                                 args.pool, args.strand_average, args.window,
                                 min(256, args.window // 4), progress=progress)
             feats = embed_task(embedder, task)

@@ -35,7 +35,7 @@ from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import reverse_complement
 from hnet_dna.outputs import atomic_output
 
-from .runner import ModelRunner, WindowOutput, depth_level
+from .runner import PerBaseForward, WindowOutput, depth_level
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class Embedder:
 
     def __init__(
         self,
-        runner: ModelRunner,
+        runner: PerBaseForward,
         depths: Sequence[str] = ("final",),
         pool: str = "mean",
         strand_average: bool = False,

@@ -44,6 +44,7 @@ from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training.config import ScheduleConfig
 from hnet_dna.training.optim import build_param_groups
 from hnet_dna.training.schedule import build_scheduler
+from hnet_dna.training.trainer import optimizer_step
 
 from .embeddings import Embedder
 from .metrics import classification_metrics
@@ -206,7 +207,8 @@ def finetune(lm: HNetForCausalLM, task: Task, epochs: int = 3, lr: float = 3e-4,
     Uses the pretraining recipe's pieces: parameter groups from
     ``hnet_dna.training.optim.build_param_groups`` (every stage at the same LR; no weight decay on
     norms/biases/embeddings), AdamW, the warmup-stable-decay schedule of
-    ``hnet_dna.training.schedule`` and gradient clipping at 1. The epoch with the best
+    ``hnet_dna.training.schedule``, and the trainer's update (``optimizer_step``: gradient
+    clipping at 1, a NaN/inf loss stops with ``NonFiniteLossError``). The epoch with the best
     dev MCC (train MCC when the task has no dev split) is evaluated on test.
     """
     torch.manual_seed(seed)
@@ -225,6 +227,7 @@ def finetune(lm: HNetForCausalLM, task: Task, epochs: int = 3, lr: float = 3e-4,
     select = task.splits.get("dev", train)
     device = model.head.weight.device
     best, best_state = -np.inf, None
+    opt.zero_grad(set_to_none=True)
     for epoch in range(epochs):
         model.train()
         perm = rng.permutation(order)
@@ -235,12 +238,10 @@ def finetune(lm: HNetForCausalLM, task: Task, epochs: int = 3, lr: float = 3e-4,
             ids, mask = _batch([train.sequences[i] for i in idx], device)
             loss = F.cross_entropy(model(ids, mask).float(),
                                    torch.as_tensor(train.labels[idx], device=device))
-            opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            scheduler.step()
-            bar.set_postfix(loss=float(loss.detach()))
+            value = float(loss.detach())
+            optimizer_step(model, opt, scheduler, 1.0, value, where=f"in fine-tuning epoch {epoch}")
+            bar.set_postfix(loss=value)
         proba = _predict(model, select.sequences, batch_size * 2)
         score = classification_metrics(select.labels, proba.argmax(1), proba)["mcc"]
         log.info("finetune epoch %d: selection MCC %.4f", epoch, score)

@@ -32,32 +32,16 @@ from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import BOS, PAD, N
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.hnet import HNet
-from hnet_dna.model.lm import CONFIG_NAME, WEIGHTS_NAME, HNetForCausalLM
+from hnet_dna.model.lm import HNetForCausalLM
+from hnet_dna.model.utils import accumulation_dtype
+from hnet_dna.training.checkpoint import find_model_folder
 
 log = logging.getLogger(__name__)
 
 _DEPTH = re.compile(r"^(encoder|decoder)\.(\d+)$")
-_STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 # ---------------------------------------------------------------------------- model loading
-def find_model_folder(path: str | Path) -> Path:
-    """The model folder to load from ``path``: itself if it holds ``config.json`` and weights,
-    else the newest ``step-N`` checkpoint below it (a trainer run folder)."""
-    path = Path(path)
-    if (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file():
-        return path
-    if not path.is_dir():
-        raise FileNotFoundError(f"model path not found: {path}")
-    steps = [(int(m.group(1)), p.parent) for p in path.rglob(CONFIG_NAME)
-             if (m := _STEP_DIR.match(p.parent.name)) and (p.parent / WEIGHTS_NAME).is_file()]
-    if not steps:
-        raise FileNotFoundError(
-            f"{path}: no {CONFIG_NAME} + {WEIGHTS_NAME} here nor in any step-N checkpoint below"
-        )
-    return max(steps)[1]
-
-
 def load_model(path: str | Path, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None) -> HNetForCausalLM:
     """Load a saved model or the newest checkpoint of a run folder, in eval mode."""
@@ -66,17 +50,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     model = HNetForCausalLM.from_pretrained(folder, device=device)
     if dtype is not None:
         model = model.to(dtype)
-    return model.eval()
-
-
-def random_init_model(config: HNetConfig, seed: int = 0, device: str | torch.device = "cpu",
-                      dtype: torch.dtype | None = None) -> HNetForCausalLM:
-    """A freshly initialised model with the same architecture (the 'random-init' control)."""
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    model = HNetForCausalLM(config, device=device, dtype=dtype)
-    model.init_weights()
-    torch.random.set_rng_state(gen_state)
     return model.eval()
 
 
@@ -161,11 +134,10 @@ def _token_maps(routing, row: int, length: int) -> tuple[list[np.ndarray], list[
 
 def _to_numpy(t: Tensor) -> np.ndarray:
     """float32 numpy, or float64 for float64 models (exactness checks)."""
-    t = t.detach()
-    return (t if t.dtype == torch.float64 else t.float()).cpu().numpy()
+    return t.detach().to(accumulation_dtype(t.dtype)).cpu().numpy()
 
 
-class ModelRunner:
+class PerBaseForward:
     """Batched no-grad forward passes with hooks on the requested depths.
 
     Windows may have different lengths: they are right-padded with PAD and masked. ``autocast``

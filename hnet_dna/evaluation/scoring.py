@@ -32,7 +32,7 @@ import numpy as np
 
 from hnet_dna.genomics.alphabet import N, reverse_complement
 
-from .runner import ModelRunner
+from .runner import PerBaseForward
 
 SCORE_COLUMNS: tuple[str, ...] = ("llr", "llr_fwd", "llr_rev", "llr_mean", "cos_dist", "l2_dist")
 
@@ -72,7 +72,7 @@ def _ll(logp: np.ndarray, ids: np.ndarray, k: int) -> tuple[float, float]:
 class VariantScorer:
     """Score ``(ref window, alt window)`` pairs in batches (see the module docstring)."""
 
-    def __init__(self, runner: ModelRunner, depth: str = "final",
+    def __init__(self, runner: PerBaseForward, depth: str = "final",
                  strand_average: bool = True) -> None:
         self.runner, self.depth, self.strand_average = runner, depth, strand_average
 

@@ -400,7 +400,7 @@ def score_variants(
     none could be scored (nothing is written then).
     """
     from .consequences import ConsequenceAnnotator, read_cds_models
-    from .runner import ModelRunner, load_model
+    from .runner import PerBaseForward, load_model
 
     check_options(window, batch_size, max_variants, genetic_code)
     genome = fasta if isinstance(fasta, Genome) else Genome(fasta)
@@ -418,11 +418,10 @@ def score_variants(
         annotator = ConsequenceAnnotator(genome, read_cds_models(gff, genome.contigs),
                                          genetic_code)
     if isinstance(model, (str, os.PathLike)):
-        import torch
+        from hnet_dna.training.distributed import resolve_device
 
-        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = load_model(model, dev)
-    scorer = VariantScorer(ModelRunner(model, batch_size), depth, strand_average=strand_average)
+        model = load_model(model, resolve_device(device or "auto"))
+    scorer = VariantScorer(PerBaseForward(model, batch_size), depth, strand_average=strand_average)
     table, counter = score_vcf(vcf, genome, scorer, window, annotator, info,
                                max_variants=max_variants, progress=progress)
     scored = int((table["status"] == "ok").sum())

@@ -84,10 +84,10 @@ class HNetConfig:
         for f in dataclasses.fields(self):
             if f.name in ("arch_layout", "ssm_cfg", "attn_cfg"):
                 continue
-            out[f.name] = _pick(getattr(self, f.name), stage)
+            out[f.name] = stage_value(getattr(self, f.name), stage)
         for sub in (self.attn_cfg, self.ssm_cfg):
             for f in dataclasses.fields(sub):
-                out[f.name] = _pick(getattr(sub, f.name), stage)
+                out[f.name] = stage_value(getattr(sub, f.name), stage)
         return out
 
     def validate(self) -> None:
@@ -147,8 +147,9 @@ class HNetConfig:
         return cls.from_dict(yaml.safe_load(Path(path).read_text()))
 
 
-def _pick(value: Any, stage: int) -> Any:
-    """Index a per-stage list; scalars and one-element lists are shared by all stages."""
+def stage_value(value: Any, stage: int) -> Any:
+    """Stage ``stage``'s entry of a per-stage value: scalars and one-element lists are shared by
+    all stages, longer lists are indexed by stage (stage 0 = outermost)."""
     if not isinstance(value, (list, tuple)):
         return value
     if len(value) == 1:
@@ -156,6 +157,15 @@ def _pick(value: Any, stage: int) -> Any:
     if stage >= len(value):
         raise ValueError(f"per-stage list {value} has no entry for stage {stage}")
     return value[stage]
+
+
+def per_stage(values: Any, num_stages: int, what: str) -> list[float]:
+    """``num_stages`` floats from a per-stage setting (see :func:`stage_value`); a list of any
+    other length than 1 or ``num_stages`` names ``what`` in its error."""
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    if len(values) not in (1, num_stages):
+        raise ValueError(f"{what} has {len(values)} entries but the model has {num_stages} stages")
+    return [float(stage_value(values, stage)) for stage in range(num_stages)]
 
 
 def _to_plain(layout: Any) -> Any:

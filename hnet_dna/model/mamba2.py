@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from hnet_dna.model.norm import RMSNormGated
 from hnet_dna.model.ops.conv import causal_depthwise_conv
-from hnet_dna.model.ops.ssd import compute_dtype, kernel_device_ok, kernels_disabled, ssd_scan
+from hnet_dna.model.ops.ssd import kernel_device_ok, kernels_disabled, ssd_scan
+from hnet_dna.model.utils import accumulation_dtype
 
 __all__ = ["Mamba2", "Mamba2Cache"]
 
@@ -156,7 +157,7 @@ class Mamba2(nn.Module):
             self.conv1d.weight[:, 0],
             self.conv1d.bias,
             self.dt_bias,
-            -torch.exp(self.A_log.to(compute_dtype(x))),
+            -torch.exp(self.A_log.to(accumulation_dtype(x.dtype))),
             self.D,
             self.chunk_size,
             seq_idx=None if seq_idx is None else seq_idx.to(torch.int32).contiguous(),
@@ -198,7 +199,7 @@ class Mamba2(nn.Module):
         xBC = F.silu(self._conv(xBC, seq_idx))
         xs, Bm, Cm = self._split_xbc(xBC)
 
-        cdt = compute_dtype(x)  # float32, or float64 for float64 modules
+        cdt = accumulation_dtype(x.dtype)  # float32, or float64 for float64 modules
         A = -torch.exp(self.A_log.to(cdt))  # (h,)
         dt = F.softplus(dt.to(cdt) + self.dt_bias.to(cdt))  # (B, L, h)
         xs = xs.reshape(Bsz, L, self.nheads, self.headdim)
@@ -255,7 +256,7 @@ class Mamba2(nn.Module):
         del max_seqlen
         device = self.in_proj.weight.device if device is None else device
         conv_dtype = torch.float32 if dtype is None else dtype
-        ssm_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        ssm_dtype = accumulation_dtype(conv_dtype)
         return Mamba2Cache(
             conv_state=torch.zeros(
                 batch_size, self.conv_dim, self.d_conv, device=device, dtype=conv_dtype

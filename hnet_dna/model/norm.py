@@ -6,12 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hnet_dna.model.utils import accumulation_dtype
+
 __all__ = ["RMSNorm", "RMSNormGated", "rms_norm"]
 
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     """x * rsqrt(mean(x^2) + eps) * weight over the last dim, computed in float32 (or float64)."""
-    cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    cdt = accumulation_dtype(x.dtype)
     # torch's fused rms_norm: same formula, fewer passes forward and backward than the
     # square / mean / rsqrt / two products it replaces (~15% faster on CPU).
     return F.rms_norm(x.to(cdt), (x.shape[-1],), weight.to(cdt), eps)
@@ -61,7 +63,7 @@ class RMSNormGated(nn.Module):
         self.weight = nn.Parameter(torch.ones(d, device=device, dtype=dtype))
 
     def forward(self, x: Tensor, z: Tensor | None = None) -> Tensor:  # (..., d), (..., d)
-        cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
+        cdt = accumulation_dtype(x.dtype)
         y = x.to(cdt)
         gate = None if z is None else F.silu(z.to(cdt))
         if gate is not None and not self.norm_before_gate:

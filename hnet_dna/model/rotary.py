@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from hnet_dna.model.utils import accumulation_dtype
+
 
 def sequence_starts(seq_idx: Tensor) -> Tensor:
     """(B, L) bool: True where a packed sequence starts (column 0 and every change of seq_idx)."""
@@ -76,7 +78,7 @@ class RotaryEmbedding(nn.Module):
                 f"got {tuple(positions.shape)}"
             )
         # Angles in fp32 (fp64 for fp64 inputs): bf16 angles are wrong beyond a few hundred.
-        angle_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+        angle_dtype = accumulation_dtype(q.dtype)
         cos, sin = self.cos_sin(positions, angle_dtype)
         return self.rotate(q, cos, sin), self.rotate(k, cos, sin)
 

@@ -1,5 +1,9 @@
 """Atomic checkpoints: ``<root>/step-XXXXXXXX/`` = a ``from_pretrained`` model folder + state.
 
+The one place that knows the layout: a run folder keeps its checkpoints in ``checkpoints/``;
+:func:`latest_checkpoint` (resuming) and :func:`find_model_folder` (loading a model for
+evaluation) both read it through :func:`list_checkpoints`.
+
 Each checkpoint is written into a hidden temporary folder and renamed into place, so a process
 killed mid-save leaves only a stray temporary folder (ignored and later removed) and every
 completed checkpoint stays loadable. Only the newest ``keep_last`` are kept. A save that runs
@@ -25,7 +29,9 @@ import numpy as np
 import torch
 
 from hnet_dna.errors import InputError
+from hnet_dna.model.lm import CONFIG_NAME, WEIGHTS_NAME
 
+CHECKPOINTS_DIR = "checkpoints"  # inside a run folder
 TRAINING_STATE_NAME = "training_state.pt"
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 _TMP_PREFIX = ".tmp-"
@@ -35,22 +41,63 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
-def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
-    """Completed checkpoints under ``root`` as (step, folder), oldest first."""
+def list_checkpoints(
+    root: str | Path, holding: tuple[str, ...] = (TRAINING_STATE_NAME,)
+) -> list[tuple[int, Path]]:
+    """Completed checkpoints under ``root`` as (step, folder), oldest first.
+
+    ``holding``: the files a folder needs to count (the training state, written last, for a
+    checkpoint to resume from; ``config.json`` and weights for a model to load).
+    """
     root = Path(root)
     if not root.is_dir():
         return []
     found = []
     for child in root.iterdir():
         match = _STEP_DIR.match(child.name)
-        if match and child.is_dir() and (child / TRAINING_STATE_NAME).exists():
+        if match and child.is_dir() and all((child / name).is_file() for name in holding):
             found.append((int(match.group(1)), child))
     return sorted(found)
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
+    """The newest checkpoint to resume from in ``root`` (a run's ``checkpoints/``), or None."""
     checkpoints = list_checkpoints(root)
     return checkpoints[-1][1] if checkpoints else None
+
+
+def find_model_folder(path: str | Path) -> Path:
+    """The model folder to load from ``path``: itself if it holds ``config.json`` and weights,
+    else the newest checkpoint of a run folder (``path/checkpoints``) or checkpoint folder."""
+    path = Path(path)
+    model_files = (CONFIG_NAME, WEIGHTS_NAME)
+    if all((path / name).is_file() for name in model_files):
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"model path not found: {path}")
+    for root in (path / CHECKPOINTS_DIR, path):
+        checkpoints = list_checkpoints(root, holding=model_files)
+        if checkpoints:
+            return checkpoints[-1][1]
+    raise FileNotFoundError(
+        f"{path}: no {CONFIG_NAME} + {WEIGHTS_NAME} here nor in a step-XXXXXXXX checkpoint of "
+        f"{path / CHECKPOINTS_DIR} or {path}"
+    )
+
+
+def resolve_resume(resume: bool | None, checkpoint_dir: Path) -> Path | None:
+    """Checkpoint to continue from: the newest in the run folder, as ``resume`` allows
+    (None: whatever is there; True: one must be there; False: none may be)."""
+    remove_stale_temporaries(checkpoint_dir)
+    latest = latest_checkpoint(checkpoint_dir)
+    if resume is True and latest is None:
+        raise FileNotFoundError(f"resume=true but {checkpoint_dir} holds no complete checkpoint")
+    if resume is False and latest is not None:
+        raise FileExistsError(
+            f"{checkpoint_dir} already holds checkpoints ({latest.name}); resume=false would mix "
+            "two runs in one folder: pass resume=true or choose another hydra.run.dir"
+        )
+    return latest
 
 
 def remove_stale_temporaries(root: str | Path) -> None:
@@ -130,6 +177,13 @@ def set_aside(checkpoint: Path) -> Path:
         target = checkpoint.with_name(f"corrupt-{checkpoint.name}-{n}")
     os.replace(checkpoint, target)
     return target
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every RNG that :func:`capture_rng_state` saves (python, numpy, torch)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -31,13 +31,28 @@ class DistEnv:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``,
+    checked to exist on this machine (``ValueError`` saying what is missing otherwise).
+
+    The one parser of a device setting: trainer, sweep and every evaluation command use it.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name} but CUDA is not available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"trainer.device must be auto, cpu or cuda[:i], got {name!r}")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}: no CUDA device is available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{name}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return device
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    raise ValueError(f"device {name!r} is not available; use auto, cpu or cuda[:N]")
 
 
 def _export_submitit_env() -> None:

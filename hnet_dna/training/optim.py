@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hnet_dna.model.config import per_stage
 from hnet_dna.training.config import OptimConfig
 
 StageParameters = Sequence[Sequence[tuple[str, nn.Parameter]]]
@@ -22,16 +23,6 @@ StageParameters = Sequence[Sequence[tuple[str, nn.Parameter]]]
 _NO_DECAY_LEAVES = {"bias", "A_log", "D", "dt_bias"}
 # Learned lookup vectors: embeddings and the zero-initialised width padding of inner stages.
 _EMBEDDING_MARKERS = ("embeddings", "embedding", "pad_dimension")
-
-
-def per_stage(values: Sequence[float], num_stages: int, what: str) -> list[float]:
-    """Expand a per-stage list: one value is shared by all ``num_stages`` stages."""
-    values = [float(v) for v in values]
-    if len(values) == 1:
-        return values * num_stages
-    if len(values) != num_stages:
-        raise ValueError(f"{what} has {len(values)} entries but the model has {num_stages} stages")
-    return values
 
 
 def eq11_lr_multipliers(

@@ -15,20 +15,18 @@ import errno
 import itertools
 import json
 import logging
-import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
-import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from hnet_dna.errors import InputError, OutputError
+from hnet_dna.model.build import build_model
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.model.weights import WeightsError
@@ -44,7 +42,7 @@ from hnet_dna.training.distributed import (
 )
 from hnet_dna.training.markov import markov_bits_per_base
 from hnet_dna.training.metrics import PLOT_NAME, plot_metrics
-from hnet_dna.training.trainer import NonFiniteLossError, Trainer
+from hnet_dna.training.trainer import HELDOUT, NonFiniteLossError, Trainer, heldout_evaluator
 
 log = logging.getLogger(__name__)
 
@@ -78,26 +76,6 @@ def parse_config(cfg: DictConfig) -> tuple[PretrainConfig, HNetConfig]:
     return OmegaConf.to_object(typed), model_cfg
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def resolve_resume(resume: bool | None, checkpoint_dir: Path) -> Path | None:
-    """Checkpoint to continue from: the newest in the run folder, as ``resume`` allows."""
-    ckpt.remove_stale_temporaries(checkpoint_dir)
-    latest = ckpt.latest_checkpoint(checkpoint_dir)
-    if resume is True and latest is None:
-        raise FileNotFoundError(f"resume=true but {checkpoint_dir} holds no complete checkpoint")
-    if resume is False and latest is not None:
-        raise FileExistsError(
-            f"{checkpoint_dir} already holds checkpoints ({latest.name}); resume=false would mix "
-            "two runs in one folder: pass resume=true or choose another hydra.run.dir"
-        )
-    return latest
-
-
 def stream_settings(cfg: PretrainConfig) -> dict[str, Any]:
     """The settings that fix a run's training stream and held-out set (compared on resume)."""
     data = dataclasses.asdict(cfg.data)
@@ -118,7 +96,7 @@ def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _is_run_folder(run_dir: Path) -> bool:
     """A run folder written before ``run.json`` existed: checkpoints, or our config.yaml."""
-    if (run_dir / "checkpoints").is_dir():
+    if (run_dir / ckpt.CHECKPOINTS_DIR).is_dir():
         return True
     try:
         saved = OmegaConf.load(run_dir / RESOLVED_CONFIG_NAME)
@@ -194,20 +172,6 @@ def load_resume_point(
                      "move them away to start the run over")
 
 
-def build_model(model_cfg: HNetConfig, checkpoint: Path | None) -> HNetForCausalLM:
-    if checkpoint is None:
-        model = HNetForCausalLM(model_cfg)
-        model.init_weights()
-        return model
-    model = HNetForCausalLM.from_pretrained(checkpoint)
-    if model.config.to_dict() != model_cfg.to_dict():
-        raise InputError(
-            f"{checkpoint} holds a different model than the config asks for; resume with the "
-            "same model settings or start a new run folder"
-        )
-    return model
-
-
 def run_pretrain(cfg: PretrainConfig, model_cfg: HNetConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train, evaluate, checkpoint and (rank 0) report; returns the final metrics."""
     env = init_distributed(cfg.trainer.distributed, cfg.trainer.device)
@@ -216,16 +180,16 @@ def run_pretrain(cfg: PretrainConfig, model_cfg: HNetConfig, run_dir: str | Path
         run_dir = Path(str(broadcast_object(str(run_dir), env)))
         settings = stream_settings(cfg)
         check_run_dir(run_dir, settings, cfg.trainer.allow_data_change)
-        checkpoint = resolve_resume(cfg.resume, run_dir / "checkpoints")
+        checkpoint = ckpt.resolve_resume(cfg.resume, run_dir / ckpt.CHECKPOINTS_DIR)
         # Same seed on every rank: FSDP does not broadcast the initial weights; the data
         # layer separates ranks by itself.
-        seed_everything(cfg.seed)
+        ckpt.seed_everything(cfg.seed)
         state, damaged = None, []
         if checkpoint is None:
-            model = build_model(model_cfg, None)
+            model = build_model(model_cfg)
         else:
-            model, checkpoint, state, damaged = load_resume_point(model_cfg,
-                                                                  run_dir / "checkpoints")
+            model, checkpoint, state, damaged = load_resume_point(
+                model_cfg, run_dir / ckpt.CHECKPOINTS_DIR)
         data = cfg.data
         model.training_info = {
             "data": f"{data.corpus} ({data.train_split} split, {data.context_length}-token windows)"
@@ -238,7 +202,7 @@ def run_pretrain(cfg: PretrainConfig, model_cfg: HNetConfig, run_dir: str | Path
             data_mod.vocabulary_for(cfg.data),
             run_dir,
             env,
-            eval_batches=data_mod.eval_batches(corpus, cfg.data),
+            evaluators={HELDOUT: heldout_evaluator(data_mod.eval_batches(corpus, cfg.data))},
         )
         if checkpoint is not None:
             trainer.load(checkpoint, state)

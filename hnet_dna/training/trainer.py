@@ -1,4 +1,10 @@
-"""The pretraining loop: accumulation, clipping, NaN guard, logging, evaluation, checkpoints."""
+"""The training loop: accumulation, clipping, NaN guard, logging, evaluators, checkpoints.
+
+What is measured is not the trainer's business: it runs the ``evaluators`` it is given
+(name -> callable taking the trainer, returning named numbers) at ``eval_every`` and at the end.
+:func:`heldout_evaluator` scores held-out bits per base for ``hnet-dna pretrain``; the
+data-efficiency sweep passes its own (``hnet_dna.baselines.experiment``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import contextlib
 import math
 import resource
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
+from hnet_dna.model.config import per_stage
 from hnet_dna.training import checkpoint as ckpt
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.distributed import (
@@ -30,7 +37,7 @@ from hnet_dna.training.distributed import (
 from hnet_dna.training.heldout import heldout_bits
 from hnet_dna.training.losses import LN2, pretraining_loss, shift_right
 from hnet_dna.training.metrics import MetricsWriter
-from hnet_dna.training.optim import build_optimizer, per_stage, resolve_lr_multipliers
+from hnet_dna.training.optim import build_optimizer, resolve_lr_multipliers
 from hnet_dna.training.schedule import build_scheduler
 
 
@@ -48,6 +55,46 @@ class BatchStream(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+def optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    grad_clip: float,
+    loss: float,
+    where: str = "",
+    aftermath: str = "weights not updated",
+) -> float:
+    """After the backward pass(es): clip the global gradient norm (``grad_clip <= 0``: no clip),
+    check finiteness, step the optimizer and the schedule, clear the gradients.
+
+    Returns the gradient norm before clipping. A NaN/inf ``loss`` or gradient norm raises
+    ``NonFiniteLossError`` before the weights are touched (``where``/``aftermath`` complete its
+    message). The pretraining step and fine-tuning both update through here.
+    """
+    max_norm = grad_clip if grad_clip > 0 else math.inf
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    if hasattr(norm, "full_tensor"):  # FSDP2 returns a DTensor
+        norm = norm.full_tensor()
+    grad_norm = float(norm)
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        optimizer.zero_grad(set_to_none=True)
+        what = "loss" if not math.isfinite(loss) else "gradient norm"
+        raise NonFiniteLossError(
+            f"non-finite {what}{' ' + where if where else ''} (loss={loss}, "
+            f"grad_norm={grad_norm}); {aftermath}"
+        )
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+#: ``evaluator(trainer) -> {name: value}``; collective under DDP/FSDP like the trainer's step
+Evaluator = Callable[["Trainer"], Mapping[str, float]]
+#: the evaluator whose numbers are logged unprefixed (``bpb``, ``bases``, ...)
+HELDOUT = "heldout"
+
+
 @dataclass
 class Vocabulary:
     """Token ids the trainer needs (see ``hnet_dna.genomics.alphabet``)."""
@@ -63,8 +110,8 @@ class Vocabulary:
 
 
 @dataclass
-class _Window:
-    """Sums over the steps since the last log line."""
+class LogInterval:
+    """Sums over the training steps since the last ``train`` log line."""
 
     nll: float = 0.0
     weight: float = 0.0
@@ -89,17 +136,18 @@ class Trainer:
         vocab: Vocabulary,
         run_dir: str | Path,
         env: DistEnv | None = None,
-        eval_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] | None = None,
+        evaluators: Mapping[str, Evaluator] | None = None,
     ) -> None:
         _check_counts(cfg)
         self.cfg = cfg
         self.env = env or DistEnv()
         self.vocab = vocab
         self.run_dir = Path(run_dir)
-        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.checkpoint_dir = self.run_dir / ckpt.CHECKPOINTS_DIR
         self.train_stream = train_stream
-        self.eval_batches = eval_batches
+        self.evaluators = dict(evaluators or {})
         self.step = 0
+        self.paused_seconds = 0.0  # spent evaluating and checkpointing: not training throughput
         self.last_checkpoint: Path | None = None
         # newest held-out metrics and their step, recorded in each checkpoint's model card
         self._card_metrics: tuple[int, dict[str, float]] | None = None
@@ -180,28 +228,17 @@ class Trainer:
                 stats[4 + 3 * s] += chunks.double()
         all_reduce_sum(stats, env)
 
-        max_norm = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        if hasattr(grad_norm, "full_tensor"):  # FSDP2 returns a DTensor
-            grad_norm = grad_norm.full_tensor()
-        grad_norm = float(grad_norm)
-
         n_micro = len(micro_batches) * env.world_size
         ratios = [stats[2 + 3 * s].item() / n_micro for s in range(num_stages)]
         nll_mean = stats[0].item() / max(stats[1].item(), 1e-12)
         loss = nll_mean + self.cfg.loss.ratio_alpha * sum(ratios)
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            self.optimizer.zero_grad(set_to_none=True)
-            what = "loss" if not math.isfinite(loss) else "gradient norm"
-            saved = self.last_checkpoint or "none saved yet"
-            raise NonFiniteLossError(
-                f"non-finite {what} at step {self.step + 1} (loss={loss}, grad_norm={grad_norm}); "
-                f"weights left at step {self.step}, last good checkpoint: {saved}"
-            )
         lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        saved = self.last_checkpoint or "none saved yet"
+        grad_norm = optimizer_step(
+            model, self.optimizer, self.scheduler, self.cfg.optim.grad_clip, loss,
+            where=f"at step {self.step + 1}",
+            aftermath=f"weights left at step {self.step}, last good checkpoint: {saved}",
+        )
         self.step += 1
         tokens = sum(mb["tokens"].numel() for mb in micro_batches) * env.world_size
         return {
@@ -218,22 +255,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
-        """Exact held-out bits per base (all bases and uppercase only); logged as ``eval``."""
-        if self.eval_batches is None:
+        """Run every evaluator (collective); one ``eval`` record of all their numbers.
+
+        The ``heldout`` evaluator's names are kept as they are, every other's get its name as a
+        prefix (``{name}_{key}``).
+        """
+        if not self.evaluators:
             return {}
-        fsdp = is_fsdp(self.model)
-        # DDP: run the plain module (no gradient hooks needed); FSDP must go through its root.
-        result = heldout_bits(
-            self.model if fsdp else unwrap(self.model),
-            self.eval_batches(),
-            self.env,
-            bos_id=self.vocab.bos_id,
-            pad_id=self.vocab.pad_id,
-            unscored_ids=self.vocab.unscored_ids,
-            autocast=self.autocast,
-            max_batches=self.cfg.eval_max_batches,
-            lockstep=fsdp,
-        )
+        started = time.perf_counter()
+        result: dict[str, float] = {}
+        for name, evaluator in self.evaluators.items():
+            prefix = "" if name == HELDOUT else f"{name}_"
+            result.update({f"{prefix}{key}": value for key, value in evaluator(self).items()})
+        self.paused_seconds += time.perf_counter() - started
         self.log_metrics("eval", result)
         self._card_metrics = (self.step, dict(result))
         return result
@@ -250,6 +284,13 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Checkpoint the current step (collective: every rank must call it)."""
+        started = time.perf_counter()
+        try:
+            return self._save()
+        finally:
+            self.paused_seconds += time.perf_counter() - started
+
+    def _save(self) -> Path | None:
         model_state, optim_state = self._full_states()
         rng = gather_objects(ckpt.capture_rng_state(), self.env)
         data = gather_objects(self.train_stream.state_dict(), self.env)
@@ -345,7 +386,7 @@ class Trainer:
             disable=not (env.is_main and cfg.progress_bar),
             dynamic_ncols=True,
         )
-        window = _Window()
+        interval = LogInterval()
         last_saved = self.step if self.last_checkpoint is not None else None
         if self.metrics is not None:
             # A restart (from a checkpoint, or from scratch after a kill before the first one)
@@ -354,25 +395,25 @@ class Trainer:
         try:
             while self.step < cfg.max_steps:
                 result = self.train_step(self.next_micro_batches())
-                window = self._accumulate(window, result)
+                interval = self._accumulate(interval, result)
                 bar.update(1)
                 done = self.step == cfg.max_steps
                 if self.step % cfg.log_every == 0 or done:
-                    summary = self._log_train(window, result)
+                    summary = self._log_train(interval, result)
                     bar.set_postfix(
                         bpb=f"{summary['bpb']:.3f}",
                         bpc=f"{summary.get('bases_per_chunk_s0', float('nan')):.2f}",
                         lr=f"{result['lr']:.2e}",
                     )
-                    window = _Window()
-                paused_from = time.perf_counter()
+                    interval = LogInterval()
+                paused_before = self.paused_seconds
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and not done:
                     bpb = self.evaluate().get("bpb", math.nan)
                     bar.write(f"step {self.step}: held-out bits per base {bpb:.4f}")
                 if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0 and not done:
                     self.save()
                     last_saved = self.step
-                window.paused += time.perf_counter() - paused_from
+                interval.paused += self.paused_seconds - paused_before
         finally:
             bar.close()
         final = self.evaluate()
@@ -380,40 +421,63 @@ class Trainer:
             self.save()
         return final
 
-    def _accumulate(self, window: _Window, result: dict[str, Any]) -> _Window:
-        window.nll += result["nll_sum"]
-        window.weight += result["weight_sum"]
-        window.loss += result["loss"]
-        window.steps += 1
-        window.tokens += result["tokens"]
+    def _accumulate(self, interval: LogInterval, result: dict[str, Any]) -> LogInterval:
+        interval.nll += result["nll_sum"]
+        interval.weight += result["weight_sum"]
+        interval.loss += result["loss"]
+        interval.steps += 1
+        interval.tokens += result["tokens"]
         stages = len(result["ratio_loss"])
         for name in ("ratio", "valid", "chunks"):
-            if not getattr(window, name):
-                setattr(window, name, [0.0] * stages)
+            if not getattr(interval, name):
+                setattr(interval, name, [0.0] * stages)
         for s in range(stages):
-            window.ratio[s] += result["ratio_loss"][s]
-            window.valid[s] += result["valid"][s]
-            window.chunks[s] += result["chunks"][s]
-        return window
+            interval.ratio[s] += result["ratio_loss"][s]
+            interval.valid[s] += result["valid"][s]
+            interval.chunks[s] += result["chunks"][s]
+        return interval
 
-    def _log_train(self, window: _Window, result: dict[str, Any]) -> dict[str, float]:
-        elapsed = max(time.perf_counter() - window.started - window.paused, 1e-9)
+    def _log_train(self, interval: LogInterval, result: dict[str, Any]) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - interval.started - interval.paused, 1e-9)
         summary: dict[str, float] = {
-            "loss": window.loss / window.steps,
-            "bpb": window.nll / max(window.weight, 1e-12) / LN2,
+            "loss": interval.loss / interval.steps,
+            "bpb": interval.nll / max(interval.weight, 1e-12) / LN2,
             "lr": result["lr"],
             "grad_norm": result["grad_norm"],
-            "tokens_per_s": window.tokens / elapsed,
+            "tokens_per_s": interval.tokens / elapsed,
             "peak_mem_mb": _peak_memory_mb(self.env.device),
         }
-        bases = window.valid[0] if window.valid else 0.0
-        for s in range(len(window.ratio)):
-            summary[f"ratio_loss_s{s}"] = window.ratio[s] / window.steps
+        bases = interval.valid[0] if interval.valid else 0.0
+        for s in range(len(interval.ratio)):
+            summary[f"ratio_loss_s{s}"] = interval.ratio[s] / interval.steps
             # Cumulative compression: bases per chunk selected at stage s.
-            chunks = window.chunks[s]
+            chunks = interval.chunks[s]
             summary[f"bases_per_chunk_s{s}"] = bases / chunks if chunks else math.nan
         self.log_metrics("train", summary)
         return summary
+
+
+def heldout_evaluator(
+    batches: Callable[[], Iterable[dict[str, torch.Tensor]]],
+) -> Evaluator:
+    """Exact held-out bits per base (all bases and uppercase only) on ``batches()``."""
+
+    def evaluate(trainer: Trainer) -> dict[str, float]:
+        fsdp = is_fsdp(trainer.model)
+        # DDP: run the plain module (no gradient hooks needed); FSDP must go through its root.
+        return heldout_bits(
+            trainer.model if fsdp else unwrap(trainer.model),
+            batches(),
+            trainer.env,
+            bos_id=trainer.vocab.bos_id,
+            pad_id=trainer.vocab.pad_id,
+            unscored_ids=trainer.vocab.unscored_ids,
+            autocast=trainer.autocast,
+            max_batches=trainer.cfg.eval_max_batches,
+            lockstep=fsdp,
+        )
+
+    return evaluate
 
 
 def _check_counts(cfg: TrainerConfig) -> None:

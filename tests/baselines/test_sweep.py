@@ -90,7 +90,7 @@ def test_run_one_trains_token_model_then_skips(tmp_path, monkeypatch):
     def must_not_train(self):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(experiment.SweepTrainer, "fit", must_not_train)
+    monkeypatch.setattr(experiment.Trainer, "fit", must_not_train)
     assert run_one(spec, run_dir, cache_dir=tmp_path / "cache") == result
     monkeypatch.undo()
 
@@ -101,7 +101,7 @@ def test_run_one_trains_token_model_then_skips(tmp_path, monkeypatch):
     def must_not_step(self, micro_batches):
         raise AssertionError("a resumed run repeated a step")
 
-    monkeypatch.setattr(experiment.SweepTrainer, "train_step", must_not_step)
+    monkeypatch.setattr(experiment.Trainer, "train_step", must_not_step)
     resumed = run_one(spec, run_dir, cache_dir=tmp_path / "cache")
     assert resumed["final"]["bpb"] == pytest.approx(result["final"]["bpb"], rel=1e-6)
 

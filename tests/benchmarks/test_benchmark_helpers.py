@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from benchmarks import models, report
-from benchmarks.timing import Stats, isolated, measure, measure_interleaved
+from benchmarks.timing import Stats, isolated, time_interleaved, time_repeats
+from hnet_dna.model.build import build_model
 
 
 def test_stats_median_spread_and_iqr():
@@ -19,16 +20,17 @@ def test_stats_median_spread_and_iqr():
     assert Stats.of([2.0, 1.0]).iqr == 0.0  # too few repeats for quartiles
 
 
-def test_measure_counts_calls_and_runs_hook_outside():
+def test_time_repeats_counts_calls_and_runs_hook_outside():
     calls, hooks = [], []
-    t = measure(lambda: calls.append(1), warmup=2, repeats=3, before_each=lambda: hooks.append(1))
+    t = time_repeats(lambda: calls.append(1), warmup=2, repeats=3,
+                     before_each=lambda: hooks.append(1))
     assert len(calls) == 5 and len(hooks) == 3
     assert len(t.wall.values) == 3 and len(t.cpu.values) == 3
 
 
 def test_interleaved_alternates():
     order = []
-    measure_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+    time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
                         warmup=1, repeats=2)
     assert order == ["a", "b"] * 3
 
@@ -59,7 +61,7 @@ def test_match_isotropic_is_within_tolerance_and_consistent(kind):
 
 def test_calibrate_routing_hits_target_compression():
     tiny = models.Widths(outer=64, inner=96)
-    model = models.build(models.hnet_config("hnet_2stage", tiny))
+    model = build_model(models.hnet_config("hnet_2stage", tiny), seed=0)
     ids = models.dna_batch(2, 1024, seed=3)
     with torch.no_grad():
         ratios = models.calibrate_routing(model, ids[:1])

@@ -328,10 +328,10 @@ def test_embed_minus_strand_bed_region_is_the_reverse_complement(saved_model, fa
     assert index["strand"].to_list() == ["+", "-"]
     # the minus region is read on the minus strand: its boundaries are '-', at the genome
     # positions of the reverse-complement pass's chunk starts
-    from hnet_dna.evaluation.runner import ModelRunner, load_model
+    from hnet_dna.evaluation.runner import PerBaseForward, load_model
     from hnet_dna.genomics.alphabet import encode
 
-    [out] = ModelRunner(load_model(saved_model)).run([encode(rc_seq)[0]])
+    [out] = PerBaseForward(load_model(saved_model)).run([encode(rc_seq)[0]])
     expected = sorted(419 - int(t) for t in np.flatnonzero(out.chunk_start[0]))
     bounds = read_boundaries_bed(tmp_path / "b.bed")
     assert expected and sorted(b.position for b in bounds if b.strand == "-") == expected

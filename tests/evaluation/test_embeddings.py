@@ -15,7 +15,7 @@ from hnet_dna.evaluation.embeddings import (
     read_boundaries_bed,
     write_boundaries_bed,
 )
-from hnet_dna.evaluation.runner import ModelRunner
+from hnet_dna.evaluation.runner import PerBaseForward
 from hnet_dna.genomics.alphabet import reverse_complement
 from hnet_dna.genomics.intervals import read_bed
 
@@ -40,7 +40,7 @@ def test_plan_windows_rejects_bad_overlap():
 
 def test_stitched_bases_come_from_their_owning_window(model2_f64):
     ids = random_ids(250, seed=11)
-    runner = ModelRunner(model2_f64)
+    runner = PerBaseForward(model2_f64)
     emb = next(Embedder(runner, ["final", "main"], window=100, overlap=30, per_base=True,
                         progress=False).embed([("s", ids)]))
     for p in plan_windows(250, 100, 30):
@@ -53,14 +53,14 @@ def test_stitched_bases_come_from_their_owning_window(model2_f64):
 def test_strand_average_is_aligned_per_base(model2_f64):
     """Averaging f(s) with flip(f(rc s)) per base makes s and rc(s) mirror images."""
     ids = random_ids(120, seed=12)
-    emb = Embedder(ModelRunner(model2_f64), ["final", "encoder.1", "main"], strand_average=True,
+    emb = Embedder(PerBaseForward(model2_f64), ["final", "encoder.1", "main"], strand_average=True,
                    window=64, overlap=16, per_base=True, progress=False)
     fwd, rev = emb.embed([("f", ids), ("r", reverse_complement(ids))])
     for d in ("final", "encoder.1", "main"):
         np.testing.assert_allclose(fwd.per_base[d], rev.per_base[d][::-1], atol=1e-10)
         np.testing.assert_allclose(fwd.pooled[d], rev.pooled[d], atol=1e-10)
     # and it is not trivially symmetric without averaging
-    single = Embedder(ModelRunner(model2_f64), ["final"], per_base=True, progress=False)
+    single = Embedder(PerBaseForward(model2_f64), ["final"], per_base=True, progress=False)
     a, b = single.embed([("f", ids), ("r", reverse_complement(ids))])
     assert not np.allclose(a.per_base["final"], b.per_base["final"][::-1], atol=1e-3)
 
@@ -69,7 +69,7 @@ def test_shapes_and_pools(model2_f64):
     ids = random_ids(80, seed=13)
     out = {}
     for pool in ("mean", "chunk_mean", "last"):
-        e = Embedder(ModelRunner(model2_f64), ["final", "main"], pool=pool, per_base=True,
+        e = Embedder(PerBaseForward(model2_f64), ["final", "main"], pool=pool, per_base=True,
                      progress=False)
         out[pool] = next(e.embed([("s", ids)]))
         assert out[pool].pooled["final"].shape == (32,)
@@ -88,12 +88,12 @@ def test_shapes_and_pools(model2_f64):
 
 def test_embedder_validates_depth(model1):
     with pytest.raises(ValueError, match="unknown depth"):
-        Embedder(ModelRunner(model1), ["decoder.3"])
+        Embedder(PerBaseForward(model1), ["decoder.3"])
 
 
 def test_boundaries_bed_round_trip(model2_f64, tmp_path):
     ids = random_ids(150, seed=14)
-    e = Embedder(ModelRunner(model2_f64), ["final"], strand_average=True, window=64,
+    e = Embedder(PerBaseForward(model2_f64), ["final"], strand_average=True, window=64,
                  overlap=16, progress=False)
     emb = next(e.embed([("s", ids)]))
     recs = boundaries(emb, "chrZ", offset=1000)
@@ -124,7 +124,7 @@ def test_read_boundaries_bed_names_bad_line(tmp_path):
 @pytest.mark.parametrize("suffix", [".parquet", ".npy"])
 def test_embedding_writer_round_trip(model1, tmp_path, suffix):
     seqs = [random_ids(n, seed=n) for n in (30, 45)]
-    e = Embedder(ModelRunner(model1), ["final", "main"], per_base=True, progress=False)
+    e = Embedder(PerBaseForward(model1), ["final", "main"], per_base=True, progress=False)
     embs = list(e.embed([(f"s{i}", s) for i, s in enumerate(seqs)]))
     out = tmp_path / f"emb{suffix}"
     w = EmbeddingWriter(out, {d: e.dim(d) for d in e.depths}, per_base_total=75)

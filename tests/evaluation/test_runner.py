@@ -8,15 +8,15 @@ import torch
 from conftest import random_ids, tiny_config, tiny_model
 
 from hnet_dna.evaluation.runner import (
-    ModelRunner,
+    PerBaseForward,
     available_depths,
     depth_level,
-    find_model_folder,
     load_model,
-    random_init_model,
     stage_module,
 )
 from hnet_dna.genomics.alphabet import BOS, N
+from hnet_dna.model.build import build_model
+from hnet_dna.training.checkpoint import find_model_folder
 
 
 def _reference_main(model, ids: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -43,7 +43,7 @@ def _reference_main(model, ids: np.ndarray) -> tuple[np.ndarray, list[np.ndarray
 
 def test_inner_depth_maps_to_the_chunk_of_each_base(model2_f64):
     ids = random_ids(90, seed=1)
-    out = ModelRunner(model2_f64).run([ids], ["main"])[0]
+    out = PerBaseForward(model2_f64).run([ids], ["main"])[0]
     expected, (starts1, starts2) = _reference_main(model2_f64, ids)
     assert out.features["main"].shape == (90, 64)
     np.testing.assert_allclose(out.features["main"], expected, atol=1e-10)
@@ -57,7 +57,7 @@ def test_inner_depth_maps_to_the_chunk_of_each_base(model2_f64):
 def test_logp_matches_direct_log_softmax_and_n_is_unscored(model2_f64):
     ids = random_ids(40, seed=2)
     ids[7] = N
-    out = ModelRunner(model2_f64).run([ids])[0]
+    out = PerBaseForward(model2_f64).run([ids])[0]
     x = torch.tensor(np.r_[BOS, ids][None], dtype=torch.long)
     with torch.no_grad():
         lp = torch.log_softmax(model2_f64(x).logits[0], -1).numpy()
@@ -68,7 +68,7 @@ def test_logp_matches_direct_log_softmax_and_n_is_unscored(model2_f64):
 
 def test_batching_with_padding_gives_the_same_outputs(model2_f64):
     a, b = random_ids(30, seed=3), random_ids(75, seed=4)
-    runner = ModelRunner(model2_f64, batch_size=8)
+    runner = PerBaseForward(model2_f64, batch_size=8)
     together = runner.run([a, b], available_depths(model2_f64.config))
     alone = [runner.run([w], available_depths(model2_f64.config))[0] for w in (a, b)]
     for x, y in zip(together, alone, strict=True):
@@ -89,7 +89,7 @@ def test_depth_names_and_levels():
 
 def test_final_depth_is_the_hidden_state_fed_to_the_head(model1):
     ids = random_ids(20, seed=5)
-    out = ModelRunner(model1).run([ids], ["final"])[0]
+    out = PerBaseForward(model1).run([ids], ["final"])[0]
     x = torch.tensor(np.r_[BOS, ids][None], dtype=torch.long)
     with torch.no_grad():
         hidden = model1(x, output_hidden_states=True).hidden_states[0, 1:].numpy()
@@ -101,6 +101,10 @@ def test_load_model_finds_newest_checkpoint_of_a_run(tmp_path):
     model.save_pretrained(tmp_path / "run" / "checkpoints" / "step-00000010")
     tiny_model(1, seed=1).save_pretrained(tmp_path / "run" / "checkpoints" / "step-00000002")
     assert find_model_folder(tmp_path / "run").name == "step-00000010"
+    # the checkpoints folder itself; a newer step without weights is no model folder
+    (tmp_path / "run" / "checkpoints" / "step-00000020").mkdir()
+    (tmp_path / "run" / "checkpoints" / "step-00000020" / "config.json").write_text("{}")
+    assert find_model_folder(tmp_path / "run" / "checkpoints").name == "step-00000010"
     loaded = load_model(tmp_path / "run")
     assert torch.equal(loaded.embeddings.weight, model.embeddings.weight)
     (tmp_path / "empty").mkdir()
@@ -110,12 +114,12 @@ def test_load_model_finds_newest_checkpoint_of_a_run(tmp_path):
         find_model_folder(tmp_path / "missing")
 
 
-def test_random_init_model_is_seeded_and_leaves_global_rng_alone():
+def test_seeded_build_leaves_global_rng_alone():
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
-    a = random_init_model(tiny_config(1), seed=7)
+    a = build_model(tiny_config(1), seed=7)
     after = torch.rand(1)
-    b = random_init_model(tiny_config(1), seed=7)
+    b = build_model(tiny_config(1), seed=7)
     assert torch.equal(before, after)
     assert torch.equal(a.embeddings.weight, b.embeddings.weight)

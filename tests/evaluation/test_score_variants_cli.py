@@ -15,7 +15,7 @@ from conftest import CHR20_VCF, YEAST_FASTA, YEAST_GFF, tiny_model
 
 from hnet_dna.evaluation import vcf_scoring
 from hnet_dna.evaluation.cli import main_score_variants
-from hnet_dna.evaluation.runner import ModelRunner
+from hnet_dna.evaluation.runner import PerBaseForward
 from hnet_dna.evaluation.scoring import VariantScorer
 from hnet_dna.evaluation.variants import read_variants, variant_windows
 from hnet_dna.evaluation.vcf_scoring import score_vcf, write_scored_vcf
@@ -107,7 +107,7 @@ def test_a_failed_write_leaves_nothing(saved_model, fasta, chr20, tmp_path, monk
 class _PoisonedRunner:
     """A real runner whose outputs are NaN for the windows of chosen variants."""
 
-    def __init__(self, runner: ModelRunner, poisoned: set[bytes]) -> None:
+    def __init__(self, runner: PerBaseForward, poisoned: set[bytes]) -> None:
         self.runner, self.poisoned = runner, poisoned
 
     def run(self, windows, depths=(), logp=True):
@@ -123,7 +123,7 @@ def test_nonfinite_scores_are_a_status_not_a_number(chr20, model1, tmp_path):
     vcf.write_text(HEADER + _records(chr20))
     variants = list(read_variants(vcf, chr20, 32))
     poisoned = {variant_windows(chr20, variants[1], 32)[1].tobytes()}  # second ALT window
-    scorer = VariantScorer(_PoisonedRunner(ModelRunner(model1), poisoned),  # type: ignore
+    scorer = VariantScorer(_PoisonedRunner(PerBaseForward(model1), poisoned),  # type: ignore
                            strand_average=False)
     table, counter = score_vcf(vcf, chr20, scorer, 32, progress=False)
     assert table["status"].to_list() == ["ok", "nonfinite", "ok", "ok"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import random_ids
 
-from hnet_dna.evaluation.runner import ModelRunner, WindowOutput
+from hnet_dna.evaluation.runner import PerBaseForward, WindowOutput
 from hnet_dna.evaluation.scoring import VariantScorer, common_prefix
 from hnet_dna.genomics.alphabet import N, encode
 
@@ -91,7 +91,7 @@ def test_common_prefix():
 def test_real_model_llr_is_the_whole_window_llr(model2_f64):
     """Causality: the shared left flank cancels, so the LLR from the variant onward equals the
     log-likelihood ratio of the two whole windows; swapping REF and ALT flips the sign."""
-    runner = ModelRunner(model2_f64)
+    runner = PerBaseForward(model2_f64)
     ref = random_ids(64, seed=21)
     alt = np.r_[ref[:30], [(ref[30] + 1) % 4], ref[31:40], ref[42:]].astype(np.uint8)  # SNV+del
     scorer = VariantScorer(runner, depth="main", strand_average=False)

@@ -10,7 +10,7 @@ from conftest import CHR20_FASTA, tiny_model
 
 from hnet_dna.errors import InputError
 from hnet_dna.evaluation.cli import main_track
-from hnet_dna.evaluation.runner import ModelRunner
+from hnet_dna.evaluation.runner import PerBaseForward
 from hnet_dna.evaluation.tracks import runs, track_outputs, track_regions
 from hnet_dna.genomics.alphabet import reverse_complement
 from hnet_dna.genomics.fasta import Genome
@@ -72,7 +72,7 @@ def test_values_are_the_models_log_probabilities(tracked):
     """Each region fits one window: the track equals the runner's output on it (forward), and
     the mean track averages it with the reverse-complement pass read backwards."""
     tmp, model, genome = tracked
-    runner = ModelRunner(model)
+    runner = PerBaseForward(model)
     fwd, mean = _bedgraph(tmp / "t.logp.fwd.bedGraph"), _bedgraph(tmp / "t.logp.mean.bedGraph")
 
     def per_base(rows, start, end):
@@ -94,7 +94,7 @@ def test_values_are_the_models_log_probabilities(tracked):
 
 def test_boundary_beds_split_by_stage_and_strand_sorted_and_indexed(tracked):
     tmp, model, genome = tracked
-    runner = ModelRunner(model)
+    runner = PerBaseForward(model)
     for strand, name in (("+", "plus"), ("-", "minus")):
         path = tmp / f"t.boundaries.s0.{name}.bed.gz"
         with pysam.TabixFile(str(path)) as tbx:

@@ -9,7 +9,7 @@ import pytest
 from conftest import CHR20_VCF
 
 from hnet_dna.errors import InputError
-from hnet_dna.evaluation.runner import ModelRunner
+from hnet_dna.evaluation.runner import PerBaseForward
 from hnet_dna.evaluation.scoring import VariantScorer
 from hnet_dna.evaluation.variants import (
     SkipCounter,
@@ -105,7 +105,7 @@ def test_windows_are_centred_and_edge_padded(chr20):
 
 def test_scored_vcf_has_info_for_every_alt(edge_vcf, chr20, model1, tmp_path):
     path, _ = edge_vcf
-    scorer = VariantScorer(ModelRunner(model1))
+    scorer = VariantScorer(PerBaseForward(model1))
     table, counter = score_vcf(path, chr20, scorer, WINDOW, progress=False)
     assert table.height == 12
     ok = table.filter(pl.col("status") == "ok")
@@ -140,7 +140,7 @@ def test_real_excerpt_all_alts_accounted(chr20):
 
 
 def test_carry_info_and_max_variants_stop_at_a_record(chr20, model1):
-    scorer = VariantScorer(ModelRunner(model1, batch_size=64), strand_average=False)
+    scorer = VariantScorer(PerBaseForward(model1, batch_size=64), strand_average=False)
     table, _ = score_vcf(CHR20_VCF, chr20, scorer, 32, carry_info=["AF"], max_variants=3,
                          progress=False)
     assert table["pos"].to_list() == [10, 65, 72]

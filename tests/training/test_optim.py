@@ -8,12 +8,12 @@ import pytest
 import torch
 from training_helpers import tiny_model
 
+from hnet_dna.model.config import HNetConfig, per_stage
 from hnet_dna.training.config import OptimConfig, ScheduleConfig
 from hnet_dna.training.optim import (
     build_optimizer,
     build_param_groups,
     eq11_lr_multipliers,
-    per_stage,
     resolve_lr_multipliers,
     uses_weight_decay,
 )
@@ -50,6 +50,17 @@ def test_override_list_wins_and_broadcasts():
     assert resolve_lr_multipliers(cfg, [3.0], [32, 64]) == [2.0, 2.0]
     with pytest.raises(ValueError, match="has 3 entries but the model has 2 stages"):
         per_stage([1, 2, 3], 2, "optim.lr_multipliers")
+
+
+def test_per_stage_settings_broadcast_like_the_model_config():
+    """Training settings and model fields share one rule: one value serves every stage."""
+    config = HNetConfig(arch_layout=["m1", ["m1", ["T1"], "m1"], "m1"], d_model=[64, 64, 128],
+                        d_intermediate=[0, 0, 256], attn_cfg={"num_heads": [2]})
+    heads = [config.stage_cfg(s)["num_heads"] for s in range(3)]
+    assert heads == per_stage(config.attn_cfg.num_heads, 3, "num_heads") == [2.0] * 3
+    widths = [config.stage_cfg(s)["d_model"] for s in range(3)]
+    assert widths == per_stage(config.d_model, 3, "d_model") == [64, 64, 128]
+    assert per_stage(3, 2, "target_ratio") == [3.0, 3.0] and per_stage([3.0], 0, "r") == []
 
 
 @pytest.mark.parametrize(

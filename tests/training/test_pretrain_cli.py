@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
+from hnet_dna import cli
 from hnet_dna.cli import main, register_command
 from hnet_dna.training.pretrain import load_pretrain_config, parse_config
 
@@ -76,7 +79,15 @@ def test_usage_and_unknown_command(capsys):
     assert "unknown command 'no-such-command'" in capsys.readouterr().err
 
 
-def test_commands_register_once():
+def test_registered_command_is_listed_dispatched_and_unique(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))  # this test's registry only
+    seen = []
+    register_command("echo-args", "record the arguments", lambda args: seen.append(args) or 3)
+    assert main(["echo-args", "--x", "1"]) == 3 and seen == [["--x", "1"]]
+    assert main([]) == 0
+    assert re.search(r"\n  echo-args +record the arguments\n", capsys.readouterr().out)
+    with pytest.raises(ValueError, match="'echo-args' is already registered"):
+        register_command("echo-args", "again", lambda args: 0)
     with pytest.raises(ValueError, match="'pretrain' is already registered"):
         register_command("pretrain", "again", lambda args: 0)
 

@@ -16,7 +16,13 @@ from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.metrics import read_metrics
 from hnet_dna.training.pretrain import run_pretrain
 from hnet_dna.training.schedule import lr_factor_fn
-from hnet_dna.training.trainer import NonFiniteLossError, Trainer
+from hnet_dna.training.trainer import (
+    HELDOUT,
+    NonFiniteLossError,
+    Trainer,
+    heldout_evaluator,
+    optimizer_step,
+)
 
 
 def train_losses(run_dir) -> dict[int, float]:
@@ -182,4 +188,40 @@ def test_resume_with_more_steps_follows_the_new_schedule(tmp_path):
     factor = lr_factor_fn(cfg.trainer.schedule, 10)
     for step in (3, 9, 10):
         assert lrs[step] == pytest.approx(cfg.trainer.optim.lr * factor(step - 1)), step
-    assert lrs[10] < lrs[3]  # decaying, which the old 2-step schedule never did
+    assert lrs[10] < lrs[3]  # decaying towards the new end, not stuck at the first 2 steps
+
+
+def test_evaluators_are_logged_by_name_timed_as_pauses_and_carded(tmp_path):
+    """Every evaluator runs at eval_every and at the end; ``heldout`` keeps its names, others
+    are prefixed; their time is not training time; the checkpoint's card records the numbers."""
+    pretrain_cfg = tiny_pretrain_config(max_steps=2, eval_every=1)
+    corpus = data_mod.open_corpus(pretrain_cfg.data)
+    evaluators = {HELDOUT: heldout_evaluator(data_mod.eval_batches(corpus, pretrain_cfg.data)),
+                  "steps": lambda trainer: {"seen": float(trainer.step)}}
+    trainer = Trainer(pretrain_cfg.trainer, tiny_model(),
+                      data_mod.train_stream(corpus, pretrain_cfg.data, 0),
+                      data_mod.DNA_VOCABULARY, tmp_path, evaluators=evaluators)
+    final = trainer.fit()
+    evals = read_metrics(tmp_path).filter(pl.col("split") == "eval")
+    assert evals["step"].to_list() == [1, 2] and evals["steps_seen"].to_list() == [1.0, 2.0]
+    assert final["steps_seen"] == 2.0 and final["bpb"] == pytest.approx(evals["bpb"][-1])
+    assert final["bases"] > 0 and trainer.paused_seconds > 0
+    card = json.loads((trainer.last_checkpoint / "config.json").read_text())["training"]
+    assert card["metrics_step"] == 2 and card["metrics"]["steps_seen"] == 2.0
+
+
+def test_optimizer_step_refuses_a_non_finite_loss_before_touching_the_weights():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    before = layer.weight.detach().clone()
+    layer(torch.ones(1, 2)).sum().backward()
+    with pytest.raises(NonFiniteLossError, match="non-finite loss in a test .*weights not upd"):
+        optimizer_step(layer, optimizer, schedule, 1.0, float("nan"), where="in a test")
+    assert torch.equal(layer.weight, before) and layer.weight.grad is None
+    (100 * layer(torch.ones(1, 2)).sum()).backward()
+    grad_norm = optimizer_step(layer, optimizer, schedule, 1.0, 0.5)
+    assert grad_norm == pytest.approx(100 * 3**0.5)  # before clipping: d/dW = 100, d/db = 100
+    assert not torch.equal(layer.weight, before) and schedule.last_epoch == 1
+    assert layer.weight.grad is None

@@ -22,11 +22,11 @@ from torch import Tensor
 
 from hnet_dna.model.ops.ssd import (
     chunked_linear_scan,
-    compute_dtype,
     kernels_available,
     load_chunk_scan_kernel,
     segment_ids,
 )
+from hnet_dna.model.utils import accumulation_dtype
 
 __all__ = ["EMA_KERNEL_INPUTS", "ema_chunked", "ema_naive", "ema_scan"]
 
@@ -69,7 +69,7 @@ def ema_chunked(
     ``p`` may be exactly 1 (full reset); p must be < 1 for finite gradients w.r.t. ``p``.
     """
     b, m, d = x.shape
-    cdt = compute_dtype(x)
+    cdt = accumulation_dtype(x.dtype)
     pf = p.to(cdt)
     xin = (pf[..., None] * x.to(cdt))[:, :, None, :]  # (b, m, 1, d): one head, headdim d
     log_decay = torch.log1p(-pf)[..., None]  # (b, m, 1)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hnet_dna.model.utils import accumulation_dtype
+
 # Set to True (or export HNET_DNA_DISABLE_KERNELS=1) to force the pure-torch paths.
 DISABLE_KERNELS: bool = os.environ.get("HNET_DNA_DISABLE_KERNELS", "0") not in ("", "0")
 
@@ -42,7 +44,6 @@ __all__ = [
     "DISABLE_KERNELS",
     "TORCH_CHUNK_SIZE",
     "chunked_linear_scan",
-    "compute_dtype",
     "kernel_device_ok",
     "kernels_available",
     "kernels_disabled",
@@ -96,12 +97,6 @@ def segment_ids(seq_idx: Tensor) -> Tensor:
     """
     change = (seq_idx[:, 1:] != seq_idx[:, :-1]).long()
     return F.pad(torch.cumsum(change, dim=1), (1, 0))
-
-
-def compute_dtype(t: Tensor) -> torch.dtype:
-    """float64 for float64 tensors, float32 otherwise."""
-    # Never accumulate in half precision; keep float64 for reference checks.
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
 def _expand_groups(t: Tensor, nheads: int) -> Tensor:
@@ -374,7 +369,7 @@ def ssd_chunked(
     Same shapes as ``ssd_naive``. Returns y (b, l, h, p) in the dtype of ``x``, plus the final
     state (b, h, p, n) in the compute dtype when ``return_final_state``.
     """
-    cdt = compute_dtype(x)
+    cdt = accumulation_dtype(x.dtype)
     xf, dtf = x.to(cdt), dt.to(cdt)
     log_decay = dtf * A.to(cdt)  # (b, l, h)
     seg = None if seq_idx is None else segment_ids(seq_idx)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hnet_dna.genomics.alphabet import DNA_VOCAB, Vocab
+from hnet_dna.genomics.alphabet import DNA_VOCAB, Vocabulary
 from hnet_dna.genomics.corpora import corpus_from_fastas, data_package_dir, package_genomes
 from hnet_dna.genomics.intervals import Interval, split_by_fraction
 from hnet_dna.genomics.text import BYTE_VOCAB, TextSource
@@ -130,7 +130,7 @@ class SweepCorpus:
 
     def __init__(self, spec: CorpusSpec) -> None:
         self.spec = spec
-        self.vocab: Vocab = DNA_VOCAB if spec.kind == "dna" else BYTE_VOCAB
+        self.vocab: Vocabulary = DNA_VOCAB if spec.kind == "dna" else BYTE_VOCAB
         self.splits = source_regions(spec.source, spec.kind)
         self.extra = {e.name: source_regions(e.source, spec.kind)[e.split] for e in spec.extra_eval}
 

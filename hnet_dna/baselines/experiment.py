@@ -1,6 +1,6 @@
 """One run of the data-efficiency sweep: a model trained on a corpus for a fixed base budget.
 
-Reuses ``hnet_dna.training`` (``Trainer``, ``EpochBatchStream``, checkpoints, resume); this
+Reuses ``hnet_dna.training`` (``Trainer``, checkpoints, resume) and ``WindowLoader``; this
 module only adds what the sweep needs on top (see ``SweepTrainer``): evaluation of any tokenizer
 on the same held-out bases, several held-out sets, and a budget in bases rather than steps.
 Every model of a corpus sees the same unit windows in the same order (same seed); a token model
@@ -36,14 +36,14 @@ from hnet_dna.baselines.tokenizers import (
     text_training_chunks,
     units_to_dna,
 )
+from hnet_dna.genomics.loader import WindowLoader
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training.config import TrainerConfig
-from hnet_dna.training.data import EpochBatchStream
 from hnet_dna.training.distributed import DistEnv, resolve_device, unwrap
 from hnet_dna.training.optim import per_stage
 from hnet_dna.training.pretrain import build_model, resolve_resume, seed_everything
-from hnet_dna.training.trainer import Trainer, Vocabulary
+from hnet_dna.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def build_tokenizer(
     """The model's tokenizer; BPE is trained on the training split once and cached."""
     vocab = corpus.vocab
     if spec.kind == "unit":
-        return UnitTokenizer(vocab.size, vocab.pad_id, vocab.bos_id, vocab.zero_weight_ids)
+        return UnitTokenizer(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unscored_ids)
     if spec.kind == "kmer":
         if corpus.spec.kind != "dna":
             raise ValueError("k-mer tokenization applies to DNA corpora only")
@@ -212,7 +212,7 @@ def run_one(spec: RunSpec, run_dir: str | Path, cache_dir: str | Path) -> dict[s
     model_cfg = HNetConfig.from_dict({**spec.model.config, "vocab_size": tokenizer.vocab_size})
     checkpoint = resolve_resume(None, run_dir / "checkpoints")
     model = build_model(model_cfg, checkpoint)
-    stream: Any = EpochBatchStream(
+    stream: Any = WindowLoader(
         corpus.train_windows(budget.context_length, spec.seed, samples_per_epoch=100_000),
         budget.batch_size,
     )
@@ -220,7 +220,7 @@ def run_one(spec: RunSpec, run_dir: str | Path, cache_dir: str | Path) -> dict[s
         stream = TokenizedStream(stream, tokenizer, corpus.vocab.pad_id)
     trainer = SweepTrainer(
         cfg, model, stream,
-        Vocabulary(tokenizer.bos_id, tokenizer.pad_id, tuple(tokenizer.unscored_ids)),
+        tokenizer.vocabulary,
         run_dir, env,
         eval_sets=corpus.eval_windows(budget.context_length, budget.eval_max_units),
         tokenizer=tokenizer, unit_pad_id=corpus.vocab.pad_id,

@@ -44,7 +44,7 @@ def tokenize_batch(
 
 
 class TokenizedStream:
-    """Wraps a resumable unit-batch stream (``EpochBatchStream``) and tokenizes each batch."""
+    """Wraps a resumable unit-batch stream (``WindowLoader``) and tokenizes each batch."""
 
     def __init__(self, stream: Any, tokenizer: WindowTokenizer, unit_pad_id: int) -> None:
         self.stream, self.tokenizer, self.unit_pad_id = stream, tokenizer, unit_pad_id

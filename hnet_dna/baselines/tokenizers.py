@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from hnet_dna.genomics.alphabet import BASES, N
+from hnet_dna.genomics.alphabet import BASES, N, Vocabulary
 
 PAD_TOKEN, BOS_TOKEN = "[PAD]", "[BOS]"
 TOKENIZER_FILE = "tokenizer.json"
@@ -54,6 +54,12 @@ class WindowTokenizer(ABC):
     @abstractmethod
     def token_units(self) -> np.ndarray:
         """Units (bases/bytes) covered by each token id, int64 ``(vocab_size,)``; 0 for PAD/BOS."""
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The LM's token ids (what the trainer and the scorer need)."""
+        return Vocabulary(self.vocab_size, self.pad_id, self.bos_id,
+                          unscored_ids=tuple(self.unscored_ids), name=self.name)
 
     def config(self) -> dict:
         """Enough to rebuild the tokenizer (plus its saved files, for BPE)."""

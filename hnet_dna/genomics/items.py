@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
-from .alphabet import Vocab
+from .alphabet import Vocabulary
 
 
 class CodeTables:
@@ -26,7 +26,7 @@ class CodeTables:
     Table index ``code`` is the plus strand, ``code + minus_offset`` the complement.
     """
 
-    def __init__(self, vocab: Vocab, softmask_weight: float) -> None:
+    def __init__(self, vocab: Vocabulary, softmask_weight: float) -> None:
         self.period = 1 << max(int(vocab.size - 1).bit_length(), 1)
         size = 2 * self.period
         self.dtype = np.uint8 if size <= 256 else np.uint16
@@ -35,7 +35,7 @@ class CodeTables:
         base = np.arange(size) % self.period
         soft = np.arange(size) >= self.period
         weight = np.ones(self.period, dtype=np.float32)
-        weight[list(vocab.zero_weight_ids) + [vocab.pad_id]] = 0.0
+        weight[list(vocab.unscored_ids) + [vocab.pad_id]] = 0.0
         minus = base.copy()
         if vocab.complement is not None:
             comp = np.asarray(vocab.complement, dtype=np.int64)

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from .alphabet import DNA_VOCAB, Vocab
+from .alphabet import DNA_VOCAB, Vocabulary
 from .index import MAX_RETRIES, WindowIndex, Windows
 from .intervals import Interval, resolve_intervals
 from .items import CodeTables, build
@@ -87,7 +87,7 @@ class WindowDataset(IterableDataset):
     """Windows of ``window`` tokens over ``regions`` (sources with their intervals).
 
     ``softmask_weight`` is the loss weight of lowercase (soft-masked repeat) bases; GPN uses 0.1
-    for training and 0 for evaluation. Ids in ``vocab.zero_weight_ids`` (N for DNA) and padding
+    for training and 0 for evaluation. Ids in ``vocab.unscored_ids`` (N for DNA) and padding
     get weight 0. Windows whose fraction of zero-weight ids exceeds ``max_n_fraction`` are
     skipped: random mode replaces the draw (counted in ``self.skipped``, logged after each pass);
     tile mode leaves those tiles out of its stream (counted and logged at construction). In
@@ -115,7 +115,7 @@ class WindowDataset(IterableDataset):
         softmask_weight: float = 1.0,
         max_n_fraction: float = 1.0,
         seed: int = 0,
-        vocab: Vocab = DNA_VOCAB,
+        vocab: Vocabulary = DNA_VOCAB,
         rank: int | None = None,
         world_size: int | None = None,
         source_weights: Mapping[str, float] | Sequence[float] | None = None,

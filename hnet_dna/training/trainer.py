@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
+from hnet_dna.genomics.alphabet import Vocabulary
 from hnet_dna.training import checkpoint as ckpt
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.distributed import (
@@ -46,20 +47,6 @@ class BatchStream(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-@dataclass
-class Vocabulary:
-    """Token ids the trainer needs (see ``hnet_dna.genomics.alphabet``)."""
-
-    bos_id: int
-    pad_id: int
-    unscored_ids: tuple[int, ...] = ()  # never scored in held-out bits (N for DNA)
-    name: str = ""  # recorded with the token names in every checkpoint's config.json
-    tokens: dict[str, int] = field(default_factory=dict)
-
-    def for_model_folder(self) -> dict[str, Any] | None:
-        return {"name": self.name, "tokens": dict(self.tokens)} if self.tokens else None
 
 
 @dataclass

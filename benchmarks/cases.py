@@ -16,10 +16,11 @@ import torch
 
 from benchmarks import models
 from benchmarks.timing import matmul_flops, measure, peak_memory_of, set_threads
+from hnet_dna.genomics.framing import shift_right
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training.config import OptimConfig
-from hnet_dna.training.losses import pretraining_loss, shift_right
+from hnet_dna.training.losses import pretraining_loss
 from hnet_dna.training.optim import build_optimizer, eq11_lr_multipliers
 
 BOS_ID, PAD_ID = 6, 5

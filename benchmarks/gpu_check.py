@@ -505,11 +505,12 @@ def data_efficiency(ctx: Context) -> dict[str, Any]:
     from hnet_dna.baselines.corpus import cap_regions
     from hnet_dna.genomics.alphabet import DNA_VOCAB
     from hnet_dna.genomics.corpora import load_corpus
+    from hnet_dna.genomics.framing import shift_right
     from hnet_dna.genomics.windows import WindowDataset
     from hnet_dna.training.config import OptimConfig, ScheduleConfig
     from hnet_dna.training.distributed import DistEnv
     from hnet_dna.training.heldout import heldout_bits
-    from hnet_dna.training.losses import pretraining_loss, shift_right
+    from hnet_dna.training.losses import pretraining_loss
     from hnet_dna.training.optim import build_optimizer, eq11_lr_multipliers
     from hnet_dna.training.schedule import build_scheduler
 

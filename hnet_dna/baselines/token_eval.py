@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from hnet_dna.baselines.tokenizers import WindowTokenizer, encode_windows
-from hnet_dna.training.losses import LN2, routing_counts, shift_right, token_nll
+from hnet_dna.genomics.framing import shift_right
+from hnet_dna.training.losses import LN2, routing_counts, token_nll
 
 
 def tokenize_batch(

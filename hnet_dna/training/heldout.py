@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from hnet_dna.genomics.framing import shift_right
 from hnet_dna.training.distributed import DistEnv, all_reduce_sum
-from hnet_dna.training.losses import LN2, shift_right, token_nll
+from hnet_dna.training.losses import LN2, token_nll
 
 
 def _lockstep(batches: Iterable[dict], env: DistEnv, lockstep: bool) -> Iterable[tuple[dict, bool]]:

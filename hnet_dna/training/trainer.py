@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import Vocabulary
+from hnet_dna.genomics.framing import shift_right
 from hnet_dna.training import checkpoint as ckpt
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.distributed import (
@@ -29,7 +30,7 @@ from hnet_dna.training.distributed import (
     wrap_model,
 )
 from hnet_dna.training.heldout import heldout_bits
-from hnet_dna.training.losses import LN2, pretraining_loss, shift_right
+from hnet_dna.training.losses import LN2, pretraining_loss
 from hnet_dna.training.metrics import MetricsWriter
 from hnet_dna.training.optim import build_optimizer, per_stage, resolve_lr_multipliers
 from hnet_dna.training.schedule import build_scheduler

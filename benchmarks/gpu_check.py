@@ -534,9 +534,7 @@ def data_efficiency(ctx: Context) -> dict[str, Any]:
 
     def evaluate(model: Any) -> dict[str, float]:
         ds = WindowDataset(eval_regions, L, mode="tile", batch_size=batch)
-        return heldout_bits(model, ds.iter_batches(), env, bos_id=DNA_VOCAB.bos_id,
-                            pad_id=DNA_VOCAB.pad_id, unscored_ids=DNA_VOCAB.unscored_ids,
-                            autocast=autocast)
+        return heldout_bits(model, ds.iter_batches(), env, DNA_VOCAB, autocast=autocast)
 
     def setup(config: Any, steps: int) -> tuple[Any, Callable[[dict], float]]:
         model = models.build(config).to(device)

@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 
 from hnet_dna.baselines.corpus import CorpusSpec, SweepCorpus
 from hnet_dna.baselines.flops import count_flops
-from hnet_dna.baselines.token_eval import TokenizedStream, window_bits
+from hnet_dna.baselines.token_eval import TokenizedStream, tokenize_batch
 from hnet_dna.baselines.tokenizers import (
     BPETokenizer,
     KmerTokenizer,
@@ -41,6 +40,7 @@ from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.distributed import DistEnv, resolve_device, unwrap
+from hnet_dna.training.heldout import heldout_bits
 from hnet_dna.training.optim import per_stage
 from hnet_dna.training.pretrain import build_model, resolve_resume, seed_everything
 from hnet_dna.training.trainer import Trainer
@@ -132,7 +132,8 @@ def build_tokenizer(
 
 # --------------------------------------------------------------------------- trainer
 class SweepTrainer(Trainer):
-    """``Trainer`` whose evaluation scores every held-out set with :func:`window_bits`."""
+    """``Trainer`` whose evaluation scores every held-out set with ``heldout_bits`` through the
+    model's tokenizer."""
 
     def __init__(self, *args: Any, eval_sets: dict[str, Any], tokenizer: WindowTokenizer,
                  unit_pad_id: int, bases_per_step: int, eval_batch_size: int,
@@ -146,6 +147,10 @@ class SweepTrainer(Trainer):
         self.paused_seconds = 0.0  # evaluation and checkpoints: not part of bases/s
         self.last_eval: dict[str, float] = {}
 
+    def tokenize(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Unit windows -> the model's token windows (see ``token_eval.tokenize_batch``)."""
+        return tokenize_batch(batch, self.tokenizer, self.unit_pad_id)
+
     def save(self) -> Path | None:
         started = time.perf_counter()
         try:
@@ -157,9 +162,9 @@ class SweepTrainer(Trainer):
         started = time.perf_counter()
         result: dict[str, float] = {"bases_seen": float(self.step * self.bases_per_step)}
         for name, dataset in self.eval_sets.items():
-            loader = torch.utils.data.DataLoader(dataset, batch_size=self.eval_batch_size)
-            scores = window_bits(unwrap(self.model), loader, self.tokenizer, self.unit_pad_id,
-                                 self.env.device, self.autocast)
+            scores = heldout_bits(
+                unwrap(self.model), WindowLoader(dataset, self.eval_batch_size), self.env,
+                self.tokenizer.vocabulary, tokenize=self.tokenize, autocast=self.autocast)
             prefix = "" if name == "heldout" else f"{name}_"
             result.update({f"{prefix}{key}": value for key, value in scores.items()})
         self.paused_seconds += time.perf_counter() - started

@@ -33,8 +33,8 @@ from hnet_dna.baselines.tokenizers import (
     UnitTokenizer,
     WindowTokenizer,
     text_training_chunks,
-    units_to_dna,
 )
+from hnet_dna.genomics import alphabet
 from hnet_dna.genomics.loader import WindowLoader
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import HNetForCausalLM
@@ -113,7 +113,7 @@ def build_tokenizer(
         return BPETokenizer.load(folder)
     started = time.perf_counter()
     if corpus.spec.kind == "dna":
-        texts = (units_to_dna(w) for w in corpus.train_units(context, spec.train_units))
+        texts = (alphabet.decode(w) for w in corpus.train_units(context, spec.train_units))
         tokenizer = BPETokenizer.train(texts, "dna", spec.vocab_size)
     else:
         texts = (chunk for raw in corpus.train_text() for chunk in text_training_chunks(raw))

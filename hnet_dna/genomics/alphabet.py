@@ -138,6 +138,14 @@ def decode(ids: np.ndarray | torch.Tensor | list[int]) -> str:
     return _DECODE[arr].tobytes().decode("ascii")
 
 
+_COMPLEMENT_TEXT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+
+
+def reverse_complement_text(seq: str) -> str:
+    """Reverse complement of a nucleotide string, case kept (other letters kept as they are)."""
+    return seq[::-1].translate(_COMPLEMENT_TEXT)
+
+
 def reverse_complement(ids: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Reverse complement along the last axis; works on numpy arrays and torch tensors."""
     if isinstance(ids, torch.Tensor):

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from hnet_dna.baselines.token_eval import TokenizedStream, tokenize_batch
-from hnet_dna.baselines.tokenizers import BPETokenizer, KmerTokenizer, UnitTokenizer, units_to_dna
+from hnet_dna.baselines.tokenizers import BPETokenizer, KmerTokenizer, UnitTokenizer
+from hnet_dna.genomics import alphabet
 from hnet_dna.genomics.alphabet import DNA_VOCAB, PAD, N
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import CausalLMOutput, HNetForCausalLM
@@ -48,7 +49,7 @@ class Uniform(nn.Module):
 
 def _bpe() -> BPETokenizer:
     rng = np.random.default_rng(1)
-    texts = [units_to_dna(rng.integers(0, 4, 200)) for _ in range(20)]
+    texts = [alphabet.decode(rng.integers(0, 4, 200)) for _ in range(20)]
     return BPETokenizer.train(texts, "dna", vocab_size=64)
 
 

@@ -56,8 +56,8 @@ class CodeTables:
         return code
 
 
-def build(codes: Sequence[np.ndarray], minus: np.ndarray, starts: np.ndarray, window: int,
-          tables: CodeTables) -> dict[str, torch.Tensor]:
+def batch_from_codes(codes: Sequence[np.ndarray], minus: np.ndarray, starts: np.ndarray,
+                     window: int, tables: CodeTables) -> dict[str, torch.Tensor]:
     """Batch tensors for ``k`` windows with these codes, strands and genomic starts:
     ``tokens``, ``loss_weight``, ``softmasked`` ``(k, window)`` and ``start``, ``strand``
     ``(k,)`` int64. A window shorter than ``window`` (the last tile of an interval) is
@@ -126,4 +126,4 @@ def _views(k: int, window: int) -> dict[str, torch.Tensor]:
 _NUMPY = {torch.int64: np.int64, torch.float32: np.float32, torch.bool: np.bool_}
 
 
-__all__ = ["CodeTables", "build"]
+__all__ = ["CodeTables", "batch_from_codes"]

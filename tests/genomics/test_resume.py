@@ -9,6 +9,7 @@ from gtestdata import FLY
 from torch.utils.data import DataLoader
 
 from hnet_dna.genomics.fasta import Genome
+from hnet_dna.genomics.index import WindowIndex
 from hnet_dna.genomics.intervals import whole_contigs
 from hnet_dna.genomics.loader import WindowLoader
 from hnet_dna.genomics.windows import WindowDataset
@@ -160,3 +161,31 @@ def test_epochs_draw_different_windows(regions):
     assert sum(a == b for a, b in zip(first, second, strict=True)) < 5
     ds.set_epoch(0)
     assert [key(i) for i in ds] == first
+
+
+@pytest.mark.parametrize("stop", [10, 26, 30])  # mid-epoch, at its very end, in the next one
+def test_endless_stream_resumes_across_epochs_without_rereading(regions, monkeypatch, stop):
+    """next(loader) runs on into the next epoch; a restored loader reads only what follows."""
+    full = WindowLoader(random_ds(regions), batch_size=8)
+    expected = [rows([next(full)]) for _ in range(40)]  # 26 batches per epoch (203 windows)
+    assert full.epoch == 1 and sum(map(len, expected[:26])) == 203
+
+    run = WindowLoader(random_ds(regions), batch_size=8)
+    for _ in range(stop):
+        next(run)
+    state = run.state_dict()
+
+    reads = Counter()
+    original = WindowIndex.random
+
+    def counting(self, g, draws):
+        windows, rejected = original(self, g, draws)
+        reads["windows"] += len(windows.j)
+        return windows, rejected
+
+    monkeypatch.setattr(WindowIndex, "random", counting)
+    resumed = WindowLoader(random_ds(regions), batch_size=8)
+    resumed.load_state_dict(state)
+    got = [rows([next(resumed)]) for _ in range(40 - stop)]
+    assert got == expected[stop:]
+    assert reads["windows"] == sum(map(len, expected[stop:]))

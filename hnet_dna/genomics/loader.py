@@ -96,9 +96,23 @@ class WindowLoader:
         return self.dataset.state_dict(consumed=self.consumed)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "taken" in state:
+            state = self._from_batch_count(state)
         self.dataset.load_state_dict(state)
         self.consumed = int(state["consumed"])
         self._pass = None
+
+    def _from_batch_count(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """A position counted in batches, ``{"epoch", "taken", "num_workers"}`` (the format of
+        older checkpoints). Read with ``num_workers=0`` its batches were whole batches of this
+        stream, so it is ``taken * batch_size`` windows; with workers the order was another."""
+        if state["num_workers"] != 0:
+            raise ValueError(f"this data position was saved as {state['taken']} batch(es) read "
+                             f"with num_workers={state['num_workers']}, whose order no longer "
+                             "exists: resume with a checkpoint written since, or start again")
+        mine = self.dataset.state_dict(consumed=self.dataset.start_position)
+        return {**mine, "epoch": int(state["epoch"]),
+                "consumed": int(state["taken"]) * self.batch_size}
 
 
 def _as_is(batch: dict) -> dict:

@@ -189,3 +189,14 @@ def test_endless_stream_resumes_across_epochs_without_rereading(regions, monkeyp
     got = [rows([next(resumed)]) for _ in range(40 - stop)]
     assert got == expected[stop:]
     assert reads["windows"] == sum(map(len, expected[stop:]))
+
+
+def test_a_position_counted_in_batches_is_mapped_or_refused(regions):
+    full = WindowLoader(random_ds(regions), batch_size=8)
+    full.set_epoch(2)
+    expected = rows(full)
+    resumed = WindowLoader(random_ds(regions), batch_size=8)
+    resumed.load_state_dict({"epoch": 2, "taken": 5, "num_workers": 0})
+    assert resumed.epoch == 2 and rows(resumed) == expected[40:]
+    with pytest.raises(ValueError, match=r"5 batch\(es\) read with num_workers=2, whose order"):
+        resumed.load_state_dict({"epoch": 2, "taken": 5, "num_workers": 2})

@@ -16,14 +16,13 @@ import torch
 
 from benchmarks import models
 from benchmarks.timing import matmul_flops, peak_memory_of, set_threads, time_repeats
+from hnet_dna.genomics.alphabet import DNA_VOCAB
 from hnet_dna.model.build import build_model
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.distributed import DistEnv
-from hnet_dna.training.trainer import Trainer, Vocabulary
-
-BOS_ID, PAD_ID = 6, 5
+from hnet_dna.training.trainer import Trainer
 
 
 @dataclass
@@ -57,7 +56,7 @@ def training_step(model: HNetForCausalLM, tokens: torch.Tensor,
     cfg.loss.target_ratio = [models.TARGET_RATIO]
     run_dir = tempfile.TemporaryDirectory(prefix="bench-trainer-")  # metrics.jsonl only
     no_stream: Any = iter(())  # the batch is given to each step
-    trainer = Trainer(cfg, model, no_stream, Vocabulary(BOS_ID, PAD_ID), run_dir.name,
+    trainer = Trainer(cfg, model, no_stream, DNA_VOCAB, run_dir.name,
                       DistEnv(device=tokens.device))
     batch = {"tokens": tokens,
              "loss_weight": torch.ones(tokens.shape, dtype=torch.float32, device=tokens.device)}

@@ -507,11 +507,12 @@ def data_efficiency(ctx: Context) -> dict[str, Any]:
     from hnet_dna.baselines.corpus import cap_regions
     from hnet_dna.genomics.alphabet import DNA_VOCAB
     from hnet_dna.genomics.corpora import load_corpus
+    from hnet_dna.genomics.framing import shift_right
     from hnet_dna.genomics.windows import WindowDataset
     from hnet_dna.training.config import OptimConfig, ScheduleConfig
     from hnet_dna.training.distributed import DistEnv
     from hnet_dna.training.heldout import heldout_bits
-    from hnet_dna.training.losses import pretraining_loss, shift_right
+    from hnet_dna.training.losses import pretraining_loss
     from hnet_dna.training.optim import build_optimizer, eq11_lr_multipliers
     from hnet_dna.training.schedule import build_scheduler
 
@@ -535,9 +536,7 @@ def data_efficiency(ctx: Context) -> dict[str, Any]:
 
     def evaluate(model: Any) -> dict[str, float]:
         ds = WindowDataset(eval_regions, L, mode="tile", batch_size=batch)
-        return heldout_bits(model, ds.iter_batches(), env, bos_id=DNA_VOCAB.bos_id,
-                            pad_id=DNA_VOCAB.pad_id, unscored_ids=DNA_VOCAB.zero_weight_ids,
-                            autocast=autocast)
+        return heldout_bits(model, ds.iter_batches(), env, DNA_VOCAB, autocast=autocast)
 
     def setup(config: Any, steps: int) -> tuple[Any, Callable[[dict], float]]:
         model = build_model(config, seed=0).to(device)

@@ -14,8 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hnet_dna.genomics.alphabet import DNA_VOCAB, Vocab
-from hnet_dna.genomics.corpora import corpus_from_fastas, data_package_dir, package_genomes
+from hnet_dna.genomics.alphabet import DNA_VOCAB
+from hnet_dna.genomics.corpora import (
+    Corpus,
+    corpus_from_fastas,
+    data_package_dir,
+    package_genomes,
+)
 from hnet_dna.genomics.intervals import Interval, split_by_fraction
 from hnet_dna.genomics.text import BYTE_VOCAB, TextSource
 from hnet_dna.genomics.windows import WindowDataset
@@ -125,34 +130,29 @@ def cap_regions(regions: Regions, max_units: int | None) -> Regions:
     return out
 
 
-class SweepCorpus:
-    """Training windows and held-out tilings of one corpus (see the module docstring)."""
+class SweepCorpus(Corpus):
+    """A :class:`~hnet_dna.genomics.corpora.Corpus` named by a :class:`CorpusSpec`, with the
+    sweep's training windows and held-out tilings (see the module docstring)."""
 
     def __init__(self, spec: CorpusSpec) -> None:
+        super().__init__(spec.name, source_regions(spec.source, spec.kind),
+                         DNA_VOCAB if spec.kind == "dna" else BYTE_VOCAB)
         self.spec = spec
-        self.vocab: Vocab = DNA_VOCAB if spec.kind == "dna" else BYTE_VOCAB
-        self.splits = source_regions(spec.source, spec.kind)
         self.extra = {e.name: source_regions(e.source, spec.kind)[e.split] for e in spec.extra_eval}
-
-    def _split(self, name: str) -> Regions:
-        if name not in self.splits:
-            raise KeyError(f"corpus {self.spec.name!r} has no split {name!r}")
-        return self.splits[name]
 
     def train_windows(self, window: int, seed: int, samples_per_epoch: int) -> WindowDataset:
         """Random windows of the training split (reverse complement with p=0.5 for DNA). Every
         base weighs 1 (soft-masked too): the training objective is the evaluated one."""
         dna = self.spec.kind == "dna"
-        return WindowDataset(
-            self._split(self.spec.train_split), window, mode="random",
-            samples_per_epoch=samples_per_epoch, rc_prob=0.5 if dna else 0.0,
-            softmask_weight=1.0, max_n_fraction=0.1 if dna else 1.0, seed=seed,
-            vocab=self.vocab,
+        return self.windows(
+            self.spec.train_split, window, mode="random", samples_per_epoch=samples_per_epoch,
+            rc_prob=0.5 if dna else 0.0, softmask_weight=1.0,
+            max_n_fraction=0.1 if dna else 1.0, seed=seed,
         )
 
     def eval_windows(self, window: int, max_units: int | None) -> dict[str, WindowDataset]:
         """Tiled held-out windows: the main held-out block first, then the extra sets."""
-        sets = {"heldout": self._split(self.spec.eval_split), **self.extra}
+        sets = {"heldout": self.regions(self.spec.eval_split), **self.extra}
         return {
             name: WindowDataset(cap_regions(regions, max_units), window, mode="tile",
                                 softmask_weight=1.0, vocab=self.vocab, rank=0, world_size=1)
@@ -162,8 +162,7 @@ class SweepCorpus:
     def train_units(self, window: int, max_units: int | None) -> Iterator[np.ndarray]:
         """Training-split windows (tiled, evenly thinned to about ``max_units``) for tokenizer
         training; unit ids without padding."""
-        data = WindowDataset(self._split(self.spec.train_split), window, mode="tile",
-                             vocab=self.vocab, rank=0, world_size=1)
+        data = self.windows(self.spec.train_split, window, mode="tile", rank=0, world_size=1)
         every = 1
         if max_units is not None:
             every = max(1, -(-data.num_positions * window // max_units))
@@ -174,7 +173,7 @@ class SweepCorpus:
 
     def train_text(self) -> Iterator[bytes]:
         """Raw bytes of each text source's training split (for byte-level BPE)."""
-        for source, ivs in self._split(self.spec.train_split):
+        for source, ivs in self.regions(self.spec.train_split):
             for iv in ivs:
                 ids, _ = source.fetch_encoded(iv.contig, iv.start, iv.end)
                 yield np.asarray(ids, dtype=np.uint8).tobytes()

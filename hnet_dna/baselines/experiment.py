@@ -1,8 +1,9 @@
 """One run of the data-efficiency sweep: a model trained on a corpus for a fixed base budget.
 
-Reuses ``hnet_dna.training`` (``Trainer``, ``EpochBatchStream``, checkpoints, resume); this
+Reuses ``hnet_dna.training`` (``Trainer``, checkpoints, resume) and ``WindowLoader``; this
 module only adds what the sweep needs on top: evaluators (``sweep_evaluators``) that score any
-tokenizer on the same held-out bases, several held-out sets, and a budget in bases, not steps.
+tokenizer on the same held-out bases with ``heldout_bits``, several held-out sets, and a budget
+in bases, not steps.
 Every model of a corpus sees the same unit windows in the same order (same seed); a token model
 tokenizes them, so "bases seen" means the same thing for all models.
 
@@ -22,28 +23,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 
 from hnet_dna.baselines.corpus import CorpusSpec, SweepCorpus
 from hnet_dna.baselines.flops import count_flops
-from hnet_dna.baselines.token_eval import TokenizedStream, window_bits
+from hnet_dna.baselines.token_eval import TokenizedStream, tokenize_batch
 from hnet_dna.baselines.tokenizers import (
     BPETokenizer,
     KmerTokenizer,
     UnitTokenizer,
     WindowTokenizer,
     text_training_chunks,
-    units_to_dna,
 )
+from hnet_dna.genomics import alphabet
+from hnet_dna.genomics.loader import WindowLoader
 from hnet_dna.model.build import build_model
 from hnet_dna.model.config import HNetConfig, per_stage
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training.checkpoint import CHECKPOINTS_DIR, resolve_resume, seed_everything
 from hnet_dna.training.config import TrainerConfig
-from hnet_dna.training.data import EpochBatchStream
 from hnet_dna.training.distributed import DistEnv, resolve_device, unwrap
-from hnet_dna.training.trainer import Evaluator, Trainer, Vocabulary
+from hnet_dna.training.heldout import heldout_bits
+from hnet_dna.training.trainer import Evaluator, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def build_tokenizer(
     """The model's tokenizer; BPE is trained on the training split once and cached."""
     vocab = corpus.vocab
     if spec.kind == "unit":
-        return UnitTokenizer(vocab.size, vocab.pad_id, vocab.bos_id, vocab.zero_weight_ids)
+        return UnitTokenizer(vocab.size, vocab.pad_id, vocab.bos_id, vocab.unscored_ids)
     if spec.kind == "kmer":
         if corpus.spec.kind != "dna":
             raise ValueError("k-mer tokenization applies to DNA corpora only")
@@ -113,7 +114,7 @@ def build_tokenizer(
         return BPETokenizer.load(folder)
     started = time.perf_counter()
     if corpus.spec.kind == "dna":
-        texts = (units_to_dna(w) for w in corpus.train_units(context, spec.train_units))
+        texts = (alphabet.decode(w) for w in corpus.train_units(context, spec.train_units))
         tokenizer = BPETokenizer.train(texts, "dna", spec.vocab_size)
     else:
         texts = (chunk for raw in corpus.train_text() for chunk in text_training_chunks(raw))
@@ -131,14 +132,17 @@ def build_tokenizer(
 
 
 # --------------------------------------------------------------------------- evaluators
-def window_bits_evaluator(dataset: Any, tokenizer: WindowTokenizer, unit_pad_id: int,
+def heldout_set_evaluator(dataset: Any, tokenizer: WindowTokenizer, unit_pad_id: int,
                           batch_size: int) -> Evaluator:
-    """:func:`window_bits` of one held-out set: any tokenizer scored on the same bases."""
+    """:func:`heldout_bits` of one held-out set through the model's tokenizer: every tokenizer
+    is scored on the same bases."""
+
+    def tokenize(batch: dict[str, Any]) -> dict[str, Any]:
+        return tokenize_batch(batch, tokenizer, unit_pad_id)
 
     def evaluate(trainer: Trainer) -> dict[str, float]:
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
-        return window_bits(unwrap(trainer.model), loader, tokenizer, unit_pad_id,
-                           trainer.env.device, trainer.autocast)
+        return heldout_bits(unwrap(trainer.model), WindowLoader(dataset, batch_size), trainer.env,
+                            tokenizer.vocabulary, tokenize=tokenize, autocast=trainer.autocast)
 
     return evaluate
 
@@ -150,7 +154,7 @@ def sweep_evaluators(eval_sets: dict[str, Any], tokenizer: WindowTokenizer, unit
     evaluators: dict[str, Evaluator] = {
         "bases": lambda trainer: {"seen": float(trainer.step * budget.bases_per_step)}}
     for name, dataset in eval_sets.items():
-        evaluators[name] = window_bits_evaluator(dataset, tokenizer, unit_pad_id,
+        evaluators[name] = heldout_set_evaluator(dataset, tokenizer, unit_pad_id,
                                                  budget.eval_batch_size)
     return evaluators
 
@@ -199,7 +203,7 @@ def run_one(spec: RunSpec, run_dir: str | Path, cache_dir: str | Path) -> dict[s
     model_cfg = HNetConfig.from_dict({**spec.model.config, "vocab_size": tokenizer.vocab_size})
     checkpoint = resolve_resume(None, run_dir / CHECKPOINTS_DIR)
     model = build_model(model_cfg, checkpoint)
-    stream: Any = EpochBatchStream(
+    stream: Any = WindowLoader(
         corpus.train_windows(budget.context_length, spec.seed, samples_per_epoch=100_000),
         budget.batch_size,
     )
@@ -208,7 +212,7 @@ def run_one(spec: RunSpec, run_dir: str | Path, cache_dir: str | Path) -> dict[s
     eval_sets = corpus.eval_windows(budget.context_length, budget.eval_max_units)
     trainer = Trainer(
         cfg, model, stream,
-        Vocabulary(tokenizer.bos_id, tokenizer.pad_id, tuple(tokenizer.unscored_ids)),
+        tokenizer.vocabulary,
         run_dir, env,
         evaluators=sweep_evaluators(eval_sets, tokenizer, corpus.vocab.pad_id, budget),
     )

@@ -1,25 +1,19 @@
-"""Token batches from unit windows, and bits per base measured on the same bases for any model.
+"""Token batches from unit windows: how a tokenizer plugs into training and the scorer.
 
-A unit window (bases or bytes, right-padded) is tokenized on its own; the token model reads
-``[BOS, t0 .. t_{m-2}]`` and is scored on ``t0 .. t_{m-1}``. The window's bits per base are the
-summed NLL (bits) of its scored tokens divided by the units they cover. With the unit tokenizer
-this is exactly ``hnet_dna.training.heldout.heldout_bits`` (tested), so every model is scored on
-the same bases: base-level N and padding are unscored, and N is a single unscored token in every
-tokenizer.
+A unit window (bases or bytes, right-padded) is tokenized on its own; each token records the
+units it covers, which is what ``hnet_dna.training.heldout.heldout_bits`` divides its bits by
+(``tokenize=``), so every model is scored on the same bases: base-level N and padding are
+unscored, and N is a single unscored token in every tokenizer.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from hnet_dna.baselines.tokenizers import WindowTokenizer, encode_windows
-from hnet_dna.training.losses import LN2, routing_counts, shift_right, token_nll
 
 
 def tokenize_batch(
@@ -44,7 +38,7 @@ def tokenize_batch(
 
 
 class TokenizedStream:
-    """Wraps a resumable unit-batch stream (``EpochBatchStream``) and tokenizes each batch."""
+    """Wraps a resumable unit-batch stream (``WindowLoader``) and tokenizes each batch."""
 
     def __init__(self, stream: Any, tokenizer: WindowTokenizer, unit_pad_id: int) -> None:
         self.stream, self.tokenizer, self.unit_pad_id = stream, tokenizer, unit_pad_id
@@ -60,53 +54,3 @@ class TokenizedStream:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stream.load_state_dict(state)
-
-
-@torch.no_grad()
-def window_bits(
-    model: nn.Module,
-    batches: Iterable[dict[str, Any]],
-    tokenizer: WindowTokenizer,
-    unit_pad_id: int,
-    device: torch.device | str = "cpu",
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> dict[str, float]:
-    """Held-out bits per unit over tiled unit windows, plus the realised compression.
-
-    Returns ``bpb`` (bits per scored base/byte), ``bases`` (scored units), ``bases_per_token``
-    (all non-padding units / tokens at stage 0) and, for H-Nets, ``compression_s{s}`` (stage-s
-    tokens per stage-(s+1) token) measured on these windows.
-    """
-    was_training = model.training
-    model.eval()
-    bits = units = all_units = tokens_seen = 0.0
-    stage_counts: list[list[float]] = []
-    for batch in batches:
-        tb = tokenize_batch(batch, tokenizer, unit_pad_id)
-        tokens = tb["tokens"].to(device)
-        inputs, mask = shift_right(tokens, tokenizer.bos_id, tokenizer.pad_id)
-        with autocast():
-            output = model(inputs, mask=mask)
-        token_bits = token_nll(output.logits, tokens).double() / LN2
-        scored = tb["loss_weight"].to(device) > 0
-        real = tokens != tokenizer.pad_id
-        token_units = tb["units"].to(device).double()
-        bits += float(token_bits[scored].sum())
-        units += float(token_units[scored].sum())
-        all_units += float(token_units[real].sum())
-        tokens_seen += float(real.sum())
-        for s, routing in enumerate(output.routing):
-            valid, chunks = routing_counts(routing)
-            if len(stage_counts) <= s:
-                stage_counts.append([0.0, 0.0])
-            stage_counts[s][0] += float(valid)
-            stage_counts[s][1] += float(chunks)
-    model.train(was_training)
-    result = {
-        "bpb": bits / units if units else float("nan"),
-        "bases": units,
-        "bases_per_token": all_units / tokens_seen if tokens_seen else float("nan"),
-    }
-    for s, (valid, chunks) in enumerate(stage_counts):
-        result[f"compression_s{s}"] = valid / chunks if chunks else float("nan")
-    return result

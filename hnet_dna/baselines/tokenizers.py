@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from hnet_dna.genomics.alphabet import BASES, N
+from hnet_dna.genomics import alphabet
+from hnet_dna.genomics.alphabet import BASES, N, Vocabulary
 
 PAD_TOKEN, BOS_TOKEN = "[PAD]", "[BOS]"
 TOKENIZER_FILE = "tokenizer.json"
@@ -54,6 +55,12 @@ class WindowTokenizer(ABC):
     @abstractmethod
     def token_units(self) -> np.ndarray:
         """Units (bases/bytes) covered by each token id, int64 ``(vocab_size,)``; 0 for PAD/BOS."""
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The LM's token ids (what the trainer and the scorer need)."""
+        return Vocabulary(self.vocab_size, self.pad_id, self.bos_id,
+                          unscored_ids=tuple(self.unscored_ids), name=self.name)
 
     def config(self) -> dict:
         """Enough to rebuild the tokenizer (plus its saved files, for BPE)."""
@@ -249,18 +256,18 @@ class BPETokenizer(WindowTokenizer):
             tok = Tokenizer(models.BPE())
             # Each N is its own pre-token: BPE never merges it, so N stays one unscored token.
             tok.pre_tokenizer = pre_tokenizers.Split(Regex("N"), behavior="isolated")
-            alphabet = list(BASES)
+            initial = list(BASES)
         elif kind == "text":
             tok = Tokenizer(models.BPE())
             tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
             tok.decoder = decoders.ByteLevel()
-            alphabet = pre_tokenizers.ByteLevel.alphabet()
+            initial = pre_tokenizers.ByteLevel.alphabet()
         else:
             raise ValueError(f"BPE kind must be 'dna' or 'text', got {kind!r}")
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
             special_tokens=[PAD_TOKEN, BOS_TOKEN],
-            initial_alphabet=alphabet,
+            initial_alphabet=initial,
             show_progress=False,
         )
         tok.train_from_iterator(texts, trainer)
@@ -286,7 +293,7 @@ class BPETokenizer(WindowTokenizer):
 
     def encode_batch(self, windows: list[np.ndarray]) -> list[np.ndarray]:
         if self.kind == "dna":
-            texts = [units_to_dna(w) for w in windows]
+            texts = [alphabet.decode(w) for w in windows]
             return [np.array(e.ids, dtype=np.int64) for e in self.hf.encode_batch(texts)]
         out = []
         raws = [np.asarray(w, dtype=np.uint8).tobytes() for w in windows]
@@ -310,14 +317,6 @@ class BPETokenizer(WindowTokenizer):
     @property
     def token_units(self) -> np.ndarray:
         return self._units
-
-
-def units_to_dna(units: np.ndarray) -> str:
-    """Base ids 0..4 -> ``"ACGTN"`` string."""
-    ids = np.asarray(units, dtype=np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() > N):
-        raise ValueError(f"DNA BPE expects base ids 0..{N} (A, C, G, T, N)")
-    return np.frombuffer(BASES.encode(), dtype=np.uint8)[ids].tobytes().decode("ascii")
 
 
 def text_training_chunks(data: bytes, chunk: int = 1 << 16) -> Iterator[str]:

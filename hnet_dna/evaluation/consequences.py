@@ -38,6 +38,7 @@ from Bio.Data import CodonTable
 from Bio.Seq import translate
 
 from hnet_dna.genomics.aliases import resolve_contig
+from hnet_dna.genomics.alphabet import reverse_complement_text
 from hnet_dna.genomics.fasta import Genome
 
 from .gff import GFFFormatError, iter_gff, parents
@@ -92,13 +93,9 @@ class Transcript:
         if self._seq is None:
             parts = [genome.fetch(self.contig, s, e).upper() for s, e in self.segments]
             if self.strand == "-":
-                parts = [_revcomp(p) for p in parts]
+                parts = [reverse_complement_text(p) for p in parts]
             self._seq = "".join(parts)
         return self._seq
-
-
-def _revcomp(seq: str) -> str:
-    return seq[::-1].translate(str.maketrans("ACGTNacgtn", "TGCANtgcan"))
 
 
 def read_cds_models(path: str | os.PathLike, contigs: dict[str, int] | None = None
@@ -220,7 +217,7 @@ class ConsequenceAnnotator:
         mutated = list(seq)
         for k, p in enumerate(range(pos, pos + len(ref))):
             if idx[p] is not None and ref[k] != alt[k]:
-                base = alt[k] if t.strand == "+" else _revcomp(alt[k])
+                base = alt[k] if t.strand == "+" else reverse_complement_text(alt[k])
                 mutated[idx[p]] = base
         new = "".join(mutated)
         codons = sorted({(i - t.phase) // 3 for i in idx.values()

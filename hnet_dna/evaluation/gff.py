@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from urllib.parse import unquote
 
 from hnet_dna.errors import InputError
+from hnet_dna.genomics.records import is_gzip
 
 __all__ = ["GFFFormatError", "iter_gff", "parents"]
 
@@ -33,9 +34,7 @@ _GTF_ITEM = re.compile(r'\s*([A-Za-z_][\w.-]*)\s+(?:"((?:[^"\\]|\\.)*)"|([^;\s"]
 
 
 def _open_text(path: str | os.PathLike):
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt") if gz else open(path)
+    return gzip.open(path, "rt") if is_gzip(path) else open(path)
 
 
 def _attr_items(text: str) -> list[str]:

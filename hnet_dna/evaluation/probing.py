@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import BOS, PAD, encode
+from hnet_dna.genomics.framing import frame
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training.config import ScheduleConfig
 from hnet_dna.training.optim import build_param_groups
@@ -180,14 +181,8 @@ class SequenceClassifier(nn.Module):
 
 
 def _batch(seqs: Sequence[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = [encode(s)[0] for s in seqs]
-    width = max(len(x) for x in ids) + 1
-    t = torch.full((len(ids), width), PAD, dtype=torch.long)
-    t[:, 0] = BOS
-    for r, x in enumerate(ids):
-        t[r, 1:len(x) + 1] = torch.as_tensor(x.astype(np.int64))
-    mask = torch.arange(width)[None] < torch.tensor([len(x) + 1 for x in ids])[:, None]
-    return t.to(device), mask.to(device)
+    ids, mask = frame([encode(s)[0] for s in seqs], BOS, PAD)
+    return ids.to(device), mask.to(device)
 
 
 @torch.no_grad()

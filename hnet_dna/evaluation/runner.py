@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import BOS, PAD, N
+from hnet_dna.genomics.framing import frame
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.hnet import HNet
 from hnet_dna.model.lm import HNetForCausalLM
@@ -173,11 +174,7 @@ class PerBaseForward:
         if min(lengths) == 0:
             raise ValueError("cannot run an empty window")
         width = max(lengths) + 1
-        ids = torch.full((len(windows), width), PAD, dtype=torch.long)
-        ids[:, 0] = BOS
-        for r, w in enumerate(windows):
-            ids[r, 1:len(w) + 1] = torch.as_tensor(np.asarray(w, dtype=np.int64))
-        mask = torch.arange(width)[None] < torch.tensor(lengths)[:, None] + 1
+        ids, mask = frame(windows, BOS, PAD)
         ids, mask = ids.to(self.device), mask.to(self.device)
         captured: dict[str, Tensor] = {}
         hooks = []

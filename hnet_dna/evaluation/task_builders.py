@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hnet_dna.errors import InputError
-from hnet_dna.genomics.alphabet import reverse_complement
+from hnet_dna.genomics.alphabet import decode, reverse_complement
 from hnet_dna.genomics.fasta import Genome
 
 from .gff import iter_gff, parents
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 TASK_KINDS: tuple[str, ...] = ("promoter", "splice_donor", "splice_acceptor", "coding")
 DEFAULT_FRACTIONS = {"train": 0.8, "dev": 0.1, "test": 0.1}
-_DECODE = np.frombuffer(b"ACGTN", dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -249,7 +248,7 @@ def build_task(
         chosen = _balance(per_split[split], rng, max_per_class)
         dropped["class_balance"] += len(per_split[split]) - len(chosen)
         task_splits[split] = TaskSplit(
-            [_DECODE[b.ids(ex)].tobytes().decode() for ex in chosen],
+            [decode(b.ids(ex)) for ex in chosen],
             np.array([ex.label for ex in chosen], dtype=np.int64),
             [f"{ex.contig}:{ex.start}-{ex.end}({ex.strand})" for ex in chosen],
         )

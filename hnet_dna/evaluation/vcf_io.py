@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hnet_dna.errors import InputError
+from hnet_dna.genomics.records import is_gzip
 from hnet_dna.outputs import atomic_output
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,7 @@ def _parse_definitions(header: Iterable[str]) -> dict[str, dict[str, dict[str, s
 
 def _magic(path: Path) -> tuple[bool, bytes]:
     """(gzip-compressed, first bytes of the content)."""
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-    if head == b"\x1f\x8b":
+    if is_gzip(path):
         with gzip.open(path, "rb") as fh:
             try:
                 return True, fh.read(5)

@@ -13,7 +13,7 @@ from .alphabet import (
     G,
     N,
     T,
-    Vocab,
+    Vocabulary,
     count_ambiguity,
     decode,
     encode,
@@ -34,7 +34,7 @@ from .windows import WindowDataset
 
 __all__ = [
     "A", "BOS", "C", "Corpus", "DNA_VOCAB", "EOS", "G", "Genome", "Interval", "MASK", "N", "PAD",
-    "SequenceFormatError", "T", "VOCAB_SIZE", "Vocab", "WindowDataset", "WindowLoader",
+    "SequenceFormatError", "T", "VOCAB_SIZE", "Vocabulary", "WindowDataset", "WindowLoader",
     "available_corpora", "corpus_from_bed", "corpus_from_contigs", "corpus_from_fastas",
     "count_ambiguity", "decode", "encode", "iter_records", "load_corpus", "read_bed",
     "resolve_contig", "reverse_complement", "split_by_contigs", "split_by_fraction", "write_bed",

@@ -7,7 +7,9 @@ of any length costs two numpy gathers and no per-base Python work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,18 +63,30 @@ class InvalidBaseError(InputError):
 
 
 @dataclass(frozen=True)
-class Vocab:
-    """What a window dataset needs to know about a token alphabet."""
+class Vocabulary:
+    """The token ids every layer agrees on: windows (padding, unscored ids, complement), the
+    framing ``[BOS, ids, PAD]``, the trainer and scorer (unscored ids), and the model folder
+    (``name`` and ``tokens``, recorded in each checkpoint's config.json)."""
 
     size: int
     pad_id: int
     bos_id: int
-    eos_id: int
-    zero_weight_ids: tuple[int, ...] = ()  # ids never scored (besides padding)
-    complement: np.ndarray | None = None  # id -> complement id, None = no reverse strand
+    eos_id: int | None = None
+    unscored_ids: tuple[int, ...] = ()  # never scored, besides padding (N for DNA)
+    complement: np.ndarray | None = field(default=None, compare=False)  # None: no reverse strand
+    name: str = ""
+    tokens: Mapping[str, int] = field(default_factory=dict, compare=False)
+
+    def for_model_folder(self) -> dict[str, Any] | None:
+        """What a model folder records about its vocabulary (None when tokens are unnamed)."""
+        return {"name": self.name, "tokens": dict(self.tokens)} if self.tokens else None
 
 
-DNA_VOCAB = Vocab(VOCAB_SIZE, PAD, BOS, EOS, zero_weight_ids=(N,), complement=COMPLEMENT)
+DNA_VOCAB = Vocabulary(
+    VOCAB_SIZE, PAD, BOS, EOS, unscored_ids=(N,), complement=COMPLEMENT, name="dna",
+    tokens={"A": A, "C": C, "G": G, "T": T, "N": N, "PAD": PAD, "BOS": BOS, "EOS": EOS,
+            "MASK": MASK},
+)
 
 
 def as_bytes(seq: str | bytes | np.ndarray) -> np.ndarray:
@@ -122,6 +136,14 @@ def decode(ids: np.ndarray | torch.Tensor | list[int]) -> str:
         pos = int(bad[0])
         raise ValueError(f"id {int(arr[pos])} at position {pos} is not a base (0-{N})")
     return _DECODE[arr].tobytes().decode("ascii")
+
+
+_COMPLEMENT_TEXT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+
+
+def reverse_complement_text(seq: str) -> str:
+    """Reverse complement of a nucleotide string, case kept (other letters kept as they are)."""
+    return seq[::-1].translate(_COMPLEMENT_TEXT)
 
 
 def reverse_complement(ids: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .alphabet import DNA_VOCAB, Vocabulary
 from .fasta import Genome, open_genomes
 from .intervals import (
     Interval,
@@ -51,10 +52,12 @@ Region = tuple[Genome, list[Interval]]
 
 @dataclass
 class Corpus:
-    """Genomes and, per split name, the intervals of each genome."""
+    """Sequence sources (genomes, or text files) and, per split name, the intervals of each,
+    with the vocabulary of their tokens (``text.BYTE_VOCAB`` for text)."""
 
     name: str
     splits: dict[str, list[Region]]
+    vocab: Vocabulary = DNA_VOCAB
 
     @property
     def genomes(self) -> list[Genome]:
@@ -75,7 +78,7 @@ class Corpus:
 
     def windows(self, split: str, window: int, **kwargs) -> WindowDataset:
         """``WindowDataset`` over one split; ``kwargs`` go to ``WindowDataset``."""
-        return WindowDataset(self.regions(split), window, **kwargs)
+        return WindowDataset(self.regions(split), window, **{"vocab": self.vocab, **kwargs})
 
     def summary(self) -> dict[str, dict[str, int]]:
         """``{split: {genome: bases}}``."""

@@ -16,7 +16,7 @@ import numpy as np
 from .intervals import Interval
 from .items import CodeTables
 from .sampling import BLOCK, RandomDraws
-from .store import PackedRegions, Source
+from .store import PreloadedCodes, Source
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ MAX_RETRIES = 1000  # replacement draws for one sample before the N filter is de
 
 
 @dataclass
-class Windows:
+class WindowGroup:
     """A group of windows: interval index, offset in it, strand, codes (length <= window)."""
 
     j: np.ndarray
@@ -39,7 +39,7 @@ class WindowIndex:
 
     def __init__(self, sources: Sequence[Source], flat: list[tuple[int, Interval]],
                  counts: Sequence[int], window: int, tables: CodeTables,
-                 store: PackedRegions | None, max_n_fraction: float) -> None:
+                 store: PreloadedCodes | None, max_n_fraction: float) -> None:
         self.sources, self.flat, self.window = sources, flat, window
         self.tables, self.store, self.max_n_fraction = tables, store, max_n_fraction
         self.offsets = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
@@ -95,13 +95,13 @@ class WindowIndex:
         return np.flatnonzero(self.n_ok(j, offset, n))
 
     # ------------------------------------------------------------------ groups of windows
-    def tiles(self, tiles: np.ndarray, minus: np.ndarray) -> Windows:
+    def tiles(self, tiles: np.ndarray, minus: np.ndarray) -> WindowGroup:
         j, offset, n = self.tile_span(tiles)
         codes = [self.codes(a, b, c) for a, b, c in zip(j.tolist(), offset.tolist(), n.tolist(),
                                                        strict=True)]
-        return Windows(j, offset, minus, codes)
+        return WindowGroup(j, offset, minus, codes)
 
-    def random(self, g: np.ndarray, draws: RandomDraws) -> tuple[Windows, int]:
+    def random(self, g: np.ndarray, draws: RandomDraws) -> tuple[WindowGroup, int]:
         """Windows of global samples ``g`` and the number of draws the N filter rejected."""
         b, t = np.divmod(g, BLOCK)
         j = np.empty(len(g), dtype=np.int64)
@@ -125,7 +125,7 @@ class WindowIndex:
                     codes[i] = self.codes(int(j[i]), int(offset[i]), self.window)
         if codes is None:
             codes = self._read(j, offset)
-        return Windows(j, offset, minus, codes), rejected
+        return WindowGroup(j, offset, minus, codes), rejected
 
     def _read(self, j: np.ndarray, offset: np.ndarray) -> list[np.ndarray]:
         return [self.codes(a, b, self.window) for a, b in zip(j.tolist(), offset.tolist(),
@@ -155,4 +155,4 @@ class WindowIndex:
         raise AssertionError("unreachable")  # retries() is endless
 
 
-__all__ = ["MAX_RETRIES", "WindowIndex", "Windows"]
+__all__ = ["MAX_RETRIES", "WindowGroup", "WindowIndex"]

@@ -35,6 +35,7 @@ def is_bgzf(path: str | os.PathLike) -> bool:
 
 
 def is_gzip(path: str | os.PathLike) -> bool:
+    """True if ``path`` starts with the gzip magic (plain gzip or BGZF)."""
     with open(path, "rb") as fh:
         return fh.read(2) == b"\x1f\x8b"
 

@@ -3,7 +3,7 @@
 Bases are packed as in :mod:`.items` (one byte per DNA base), so a window is a slice of one
 array, turned into its item by three table gathers, with no re-encoding.
 
-:class:`PackedRegions` holds the codes of a list of intervals in one array, read from their
+:class:`PreloadedCodes` holds the codes of a list of intervals in one array, read from their
 sources once, together with the runs of zero-weight codes (N) so that the number of N in any
 window is two binary searches (vectorised over a block of candidate windows) instead of a scan.
 """
@@ -36,7 +36,7 @@ class Source(Protocol):
         ...
 
 
-class PackedRegions:
+class PreloadedCodes:
     """Codes of ``intervals`` (``(source index, interval)``) concatenated into one array.
 
     Interval ``j`` occupies ``codes[starts[j]:starts[j] + len]``. ``run_starts``/``run_ends``
@@ -100,4 +100,4 @@ def _merge(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return starts[keep_start], ends[keep_end]
 
 
-__all__ = ["PRELOAD_MAX_BASES", "PackedRegions"]
+__all__ = ["PRELOAD_MAX_BASES", "PreloadedCodes"]

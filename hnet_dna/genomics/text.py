@@ -18,13 +18,14 @@ import torch
 
 from hnet_dna.errors import InputError
 
-from .alphabet import Vocab
+from .alphabet import Vocabulary
 from .intervals import split_by_fraction
 from .windows import WindowDataset
 
 TEXT_VOCAB_SIZE = 256
 TEXT_PAD, TEXT_BOS, TEXT_EOS = 0, 254, 255
-BYTE_VOCAB = Vocab(TEXT_VOCAB_SIZE, TEXT_PAD, TEXT_BOS, TEXT_EOS)
+BYTE_VOCAB = Vocabulary(TEXT_VOCAB_SIZE, TEXT_PAD, TEXT_BOS, TEXT_EOS, name="bytes",
+                        tokens={"PAD": TEXT_PAD, "BOS": TEXT_BOS, "EOS": TEXT_EOS})
 TEXT_FRACTIONS: dict[str, float] = {"train": 0.9, "valid": 0.05, "test": 0.05}
 
 

@@ -46,13 +46,13 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from .alphabet import DNA_VOCAB, Vocab
-from .index import MAX_RETRIES, WindowIndex, Windows
+from .alphabet import DNA_VOCAB, Vocabulary
+from .index import MAX_RETRIES, WindowGroup, WindowIndex
 from .intervals import Interval, resolve_intervals
-from .items import CodeTables, build
+from .items import CodeTables, batch_from_codes
 from .sampling import RandomDraws, mixture_probs
 from .sharding import shard_info, split_count, worker_ranges
-from .store import PRELOAD_MAX_BASES, PackedRegions
+from .store import PRELOAD_MAX_BASES, PreloadedCodes
 
 if TYPE_CHECKING:
     from .loader import WindowLoader
@@ -61,8 +61,6 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["random", "tile"]
 
-# kept importable from here (earlier home of these helpers)
-_split_count = split_count
 __all__ = ["MAX_RETRIES", "Mode", "SequenceSource", "WindowDataset", "shard_info"]
 
 
@@ -87,7 +85,7 @@ class WindowDataset(IterableDataset):
     """Windows of ``window`` tokens over ``regions`` (sources with their intervals).
 
     ``softmask_weight`` is the loss weight of lowercase (soft-masked repeat) bases; GPN uses 0.1
-    for training and 0 for evaluation. Ids in ``vocab.zero_weight_ids`` (N for DNA) and padding
+    for training and 0 for evaluation. Ids in ``vocab.unscored_ids`` (N for DNA) and padding
     get weight 0. Windows whose fraction of zero-weight ids exceeds ``max_n_fraction`` are
     skipped: random mode replaces the draw (counted in ``self.skipped``, logged after each pass);
     tile mode leaves those tiles out of its stream (counted and logged at construction). In
@@ -115,7 +113,7 @@ class WindowDataset(IterableDataset):
         softmask_weight: float = 1.0,
         max_n_fraction: float = 1.0,
         seed: int = 0,
-        vocab: Vocab = DNA_VOCAB,
+        vocab: Vocabulary = DNA_VOCAB,
         rank: int | None = None,
         world_size: int | None = None,
         source_weights: Mapping[str, float] | Sequence[float] | None = None,
@@ -156,7 +154,7 @@ class WindowDataset(IterableDataset):
         self._tables = CodeTables(vocab, softmask_weight)
         if preload is None:
             preload = sum(len(iv) for _, iv in flat) <= PRELOAD_MAX_BASES
-        store = PackedRegions(self.sources, flat, self._tables) if preload else None
+        store = PreloadedCodes(self.sources, flat, self._tables) if preload else None
         self._index = WindowIndex(self.sources, flat, counts, window, self._tables, store,
                                   max_n_fraction)
         if mode == "random":
@@ -308,7 +306,7 @@ class WindowDataset(IterableDataset):
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict]:
-        # windows are materialised a group at a time (see items.build); ~1 MB of tokens each
+        # windows are materialised a group at a time (items.batch_from_codes), ~1 MB of tokens
         group = max(1, min(64, (1 << 17) // self.window))
         for positions, sources, contigs, fields in self._groups(group):
             tokens, weights, soft = (fields[k].unbind(0)
@@ -337,7 +335,7 @@ class WindowDataset(IterableDataset):
     def _groups(self, size: int
                 ) -> Iterator[tuple[np.ndarray, list[str], list[str], dict[str, torch.Tensor]]]:
         """This process's share of the rank stream, ``size`` windows at a time: positions,
-        source names, contigs and the tensors of ``items.build``. Workers take chunks of
+        source names, contigs and the tensors of ``items.batch_from_codes``. Workers take chunks of
         ``batch_size`` consecutive positions, so with ``size == batch_size`` a group is a chunk."""
         rank, world, worker, workers = shard_info(self._rank, self._world_size)
         stop = self._rank_count(rank, world)
@@ -359,14 +357,14 @@ class WindowDataset(IterableDataset):
                     self.skipped += rejected
                 else:
                     win = self._index.tiles(mine[positions // ns], strand_minus[positions % ns])
+                starts = self._index.iv_start[win.j] + win.offset
                 yield (positions, *self._names(win),
-                       build(win.codes, win.minus, self._index.iv_start[win.j] + win.offset,
-                             self.window, self._tables))
+                       batch_from_codes(win.codes, win.minus, starts, self.window, self._tables))
         if self.mode == "random" and self.skipped:
             log.info("rank %d worker %d: skipped %d window(s) with N fraction > %g", rank,
                      worker, self.skipped, self.max_n_fraction)
 
-    def _names(self, win: Windows) -> tuple[list[str], list[str]]:
+    def _names(self, win: WindowGroup) -> tuple[list[str], list[str]]:
         """Source names and contigs of a group of windows."""
         names = [s.name for s in self.sources]
         sources = [names[i] for i in self._index.iv_source[win.j].tolist()]

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hnet_dna.model.ops.ema import ema_scan
+from hnet_dna.model.rotary import sequence_starts
 from hnet_dna.model.utils import accumulation_dtype
 
 # The EMA is evaluated with P clamped away from 0 and 1 (as in the official code), so that the
@@ -68,13 +69,6 @@ def straight_through(x: Tensor) -> Tensor:
     return 1.0 + (x - x.detach())
 
 
-def _sequence_starts(seq_idx: Tensor) -> Tensor:
-    """(B, L) bool: True at the first token of each packed sequence."""
-    starts = torch.ones_like(seq_idx, dtype=torch.bool)
-    starts[:, 1:] = seq_idx[:, 1:] != seq_idx[:, :-1]
-    return starts
-
-
 class RoutingModule(nn.Module):
     """p_t = (1 - cos(W_q x_{t-1}, W_k x_t)) / 2, forced to 1 at every sequence start."""
 
@@ -109,7 +103,7 @@ class RoutingModule(nn.Module):
         p = self._prob(hidden[:, :-1], hidden[:, 1:])
         p = F.pad(p, (1, 0), value=1.0)  # (B, L)
         if seq_idx is not None:
-            p = torch.where(_sequence_starts(seq_idx), torch.ones_like(p), p)
+            p = torch.where(sequence_starts(seq_idx), torch.ones_like(p), p)
         boundary = p > 0.5
         if mask is not None:
             boundary = boundary & mask

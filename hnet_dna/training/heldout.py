@@ -1,15 +1,18 @@
-"""Exact held-out bits per base over tiled windows (every held-out base scored once)."""
+"""The one scorer of exact held-out bits per unit over tiled windows (every unit scored once),
+for the base-level models and, through ``tokenize``, any tokenizer."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
+from hnet_dna.genomics.alphabet import Vocabulary
+from hnet_dna.genomics.framing import shift_right
 from hnet_dna.training.distributed import DistEnv, all_reduce_sum
-from hnet_dna.training.losses import LN2, shift_right, token_nll
+from hnet_dna.training.losses import LN2, routing_counts, token_nll
 
 
 def _lockstep(batches: Iterable[dict], env: DistEnv, lockstep: bool) -> Iterable[tuple[dict, bool]]:
@@ -41,46 +44,74 @@ def heldout_bits(
     model: nn.Module,
     batches: Iterable[dict],
     env: DistEnv,
+    vocab: Vocabulary,
     *,
-    bos_id: int,
-    pad_id: int,
-    unscored_ids: Sequence[int],
+    tokenize: Callable[[dict], dict] | None = None,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     max_batches: int | None = None,
     lockstep: bool = False,
 ) -> dict[str, float]:
-    """Bits per base over all scored targets (``bpb``) and over uppercase ones (``bpb_upper``).
+    """Exact bits per unit (base or byte) of tiled held-out windows, for any tokenizer.
 
-    A target is scored unless its id is padding or in ``unscored_ids`` (N for DNA); soft-masked
-    (lowercase) bases count in ``bpb`` whatever their training weight. Sums are float64 and summed
-    over ranks, so the result is exact for the union of the ranks' shards.
+    ``batches`` are unit windows (``tokens``, ``softmasked``). ``tokenize`` plugs a tokenizer in:
+    it maps a unit batch to token windows (``tokens`` right-padded with ``vocab.pad_id``,
+    ``units``: units each token covers, ``softmasked``); without it a token is a unit. A token is
+    scored unless it is padding or in ``vocab.unscored_ids`` (N for DNA), and its bits count
+    against the units it covers, so every tokenizer is scored on the same units.
+
+    Returns ``bpb`` and ``bases`` (all scored units), ``bpb_upper`` and ``bases_upper`` (scored
+    units not soft-masked), ``bases_per_token`` (non-padding units per token) and, for H-Nets,
+    ``compression_s{s}`` (stage-s tokens per stage-(s+1) token). Sums are float64 and summed over
+    ranks, so the result is exact for the union of the ranks' shards.
     """
     was_training = model.training
     model.eval()
-    # bits (all), count (all), bits (upper), count (upper)
-    sums = torch.zeros(4, dtype=torch.float64, device=env.device)
-    unscored = torch.tensor([pad_id, *unscored_ids], device=env.device)
+    stages = model.config.num_stages
+    # bits, units (all scored); bits, units (upper); units, tokens (non-padding); per stage:
+    # valid tokens, chunks
+    sums = torch.zeros(6 + 2 * stages, dtype=torch.float64, device=env.device)
+    unscored = torch.tensor([vocab.pad_id, *vocab.unscored_ids], device=env.device)
     for index, (batch, real) in enumerate(_lockstep(batches, env, lockstep)):
         if max_batches is not None and index >= max_batches:
             break
+        if tokenize is not None:
+            batch = tokenize(batch)
         tokens = batch["tokens"].to(env.device)
-        inputs, mask = shift_right(tokens, bos_id, pad_id)
+        inputs, mask = shift_right(tokens, vocab.bos_id, vocab.pad_id)
         with autocast():
-            logits = model(inputs, mask=mask).logits
+            output = model(inputs, mask=mask)
         if not real:
             continue
-        bits = token_nll(logits, tokens).double() / LN2
+        bits = token_nll(output.logits, tokens).double() / LN2
+        units = torch.ones_like(bits)  # units each token covers: one without a tokenizer
+        if "units" in batch:
+            units = batch["units"].to(env.device).double()
         scored = ~torch.isin(tokens, unscored)
         upper = scored & ~batch["softmasked"].to(env.device)
-        sums += torch.stack(
-            [bits[scored].sum(), scored.sum(), bits[upper].sum(), upper.sum()]
-        ).double()
+        present = tokens != vocab.pad_id
+        counts = [bits[scored].sum(), units[scored].sum(), bits[upper].sum(), units[upper].sum(),
+                  units[present].sum(), present.sum()]
+        if len(output.routing) != stages:
+            raise ValueError(f"model.config has {stages} stage(s), its output "
+                             f"{len(output.routing)}")
+        for routing in output.routing:
+            counts += routing_counts(routing)
+        sums += torch.stack([c.double() for c in counts])
     all_reduce_sum(sums, env)
     model.train(was_training)
-    bits_all, count_all, bits_upper, count_upper = sums.tolist()
-    return {
-        "bpb": bits_all / count_all if count_all else float("nan"),
-        "bpb_upper": bits_upper / count_upper if count_upper else float("nan"),
+    values = sums.tolist()
+    bits_all, count_all, bits_upper, count_upper, units_present, tokens_present = values[:6]
+    result = {
+        "bpb": _ratio(bits_all, count_all),
+        "bpb_upper": _ratio(bits_upper, count_upper),
         "bases": count_all,
         "bases_upper": count_upper,
+        "bases_per_token": _ratio(units_present, tokens_present),
     }
+    for s in range(stages):
+        result[f"compression_s{s}"] = _ratio(values[6 + 2 * s], values[7 + 2 * s])
+    return result
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")

@@ -1,7 +1,8 @@
 """Pretraining loss: weighted next-base cross-entropy + alpha * sum of per-stage ratio losses.
 
-A window of L tokens ``b0 .. b_{L-1}`` is fed as ``[BOS, b0 .. b_{L-2}]`` and scored on
-``b0 .. b_{L-1}`` (docs/architecture.md), so tiling a sequence with windows scores every token once.
+A window of L tokens ``b0 .. b_{L-1}`` is fed as ``[BOS, b0 .. b_{L-2}]`` (see
+``hnet_dna.genomics.framing.shift_right``) and scored on ``b0 .. b_{L-1}``, so tiling a sequence
+with windows scores every token once.
 """
 
 from __future__ import annotations
@@ -17,17 +18,6 @@ from torch import Tensor
 from hnet_dna.model.chunking import RoutingOutput, ratio_loss
 
 LN2 = math.log(2.0)
-
-
-def shift_right(tokens: Tensor, bos_id: int, pad_id: int) -> tuple[Tensor, Tensor | None]:
-    """Model inputs ``[BOS, t0 .. t_{L-2}]`` and their validity mask (None when nothing is padded).
-
-    Windows are right-padded, so input position i is valid exactly when target i is not padding.
-    """
-    bos = torch.full_like(tokens[:, :1], bos_id)
-    inputs = torch.cat([bos, tokens[:, :-1]], dim=1)
-    valid = tokens != pad_id
-    return inputs, (None if bool(valid.all()) else valid)
 
 
 def token_nll(logits: Tensor, targets: Tensor) -> Tensor:

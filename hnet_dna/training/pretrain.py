@@ -79,7 +79,7 @@ def parse_config(cfg: DictConfig) -> tuple[PretrainConfig, HNetConfig]:
 def stream_settings(cfg: PretrainConfig) -> dict[str, Any]:
     """The settings that fix a run's training stream and held-out set (compared on resume)."""
     data = dataclasses.asdict(cfg.data)
-    data.pop("num_workers")  # checked against the saved data position instead
+    data.pop("num_workers")  # the batches are the same for any number of workers
     return {"seed": cfg.seed, "data": data, "grad_accum": cfg.trainer.grad_accum,
             "eval_max_batches": cfg.trainer.eval_max_batches}
 

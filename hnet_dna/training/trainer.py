@@ -22,6 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
+from hnet_dna.genomics.alphabet import Vocabulary
+from hnet_dna.genomics.framing import shift_right
 from hnet_dna.model.config import per_stage
 from hnet_dna.training import checkpoint as ckpt
 from hnet_dna.training.config import TrainerConfig
@@ -35,7 +37,7 @@ from hnet_dna.training.distributed import (
     wrap_model,
 )
 from hnet_dna.training.heldout import heldout_bits
-from hnet_dna.training.losses import LN2, pretraining_loss, shift_right
+from hnet_dna.training.losses import LN2, pretraining_loss
 from hnet_dna.training.metrics import MetricsWriter
 from hnet_dna.training.optim import build_optimizer, resolve_lr_multipliers
 from hnet_dna.training.schedule import build_scheduler
@@ -96,19 +98,6 @@ HELDOUT = "heldout"
 
 
 @dataclass
-class Vocabulary:
-    """Token ids the trainer needs (see ``hnet_dna.genomics.alphabet``)."""
-
-    bos_id: int
-    pad_id: int
-    unscored_ids: tuple[int, ...] = ()  # never scored in held-out bits (N for DNA)
-    name: str = ""  # recorded with the token names in every checkpoint's config.json
-    tokens: dict[str, int] = field(default_factory=dict)
-
-    def for_model_folder(self) -> dict[str, Any] | None:
-        return {"name": self.name, "tokens": dict(self.tokens)} if self.tokens else None
-
-
 @dataclass
 class LogInterval:
     """Sums over the training steps since the last ``train`` log line."""
@@ -469,9 +458,7 @@ def heldout_evaluator(
             trainer.model if fsdp else unwrap(trainer.model),
             batches(),
             trainer.env,
-            bos_id=trainer.vocab.bos_id,
-            pad_id=trainer.vocab.pad_id,
-            unscored_ids=trainer.vocab.unscored_ids,
+            trainer.vocab,
             autocast=trainer.autocast,
             max_batches=trainer.cfg.eval_max_batches,
             lockstep=fsdp,

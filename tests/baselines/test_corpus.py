@@ -8,7 +8,9 @@ import numpy as np
 
 from hnet_dna.baselines.corpus import CorpusSpec, SourceSpec, SweepCorpus, cap_regions
 from hnet_dna.baselines.experiment import TokenizerSpec, build_tokenizer
+from hnet_dna.genomics.corpora import Corpus
 from hnet_dna.genomics.intervals import Interval
+from hnet_dna.genomics.text import BYTE_VOCAB
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -58,3 +60,7 @@ def test_text_corpus_windows_and_training_bytes():
     assert train.startswith(Path(files[0]).read_bytes()[:100])
     windows = list(corpus.train_units(window=64, max_units=640))
     assert 10 <= len(windows) <= 12 and all(w.dtype == np.int64 for w in windows)
+    # a sweep corpus is a package Corpus: its windows carry the byte vocabulary
+    assert isinstance(corpus, Corpus) and corpus.vocab is BYTE_VOCAB
+    assert corpus.windows("valid", 32, mode="tile").vocab is BYTE_VOCAB
+    assert corpus.bases("valid") == sum(round(0.95 * s) - round(0.9 * s) for s in sizes)

@@ -31,6 +31,22 @@ def _compose(overrides: list[str]):
         return compose(config_name="config", overrides=overrides)
 
 
+def test_sweep_config_reuses_the_package_launcher_group():
+    """hydra/launcher=slurm resolves to hnet_dna/conf/hydra/launcher/slurm.yaml (its own
+    default, submitit_slurm, needs the optional hydra-submitit-launcher plugin)."""
+    from hydra.errors import MissingConfigException
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        try:
+            cfg = compose(config_name="config", overrides=["hydra/launcher=slurm"],
+                          return_hydra_config=True)
+        except MissingConfigException as err:  # plugin absent: slurm.yaml itself was found
+            assert "In 'hydra/launcher/slurm': Could not load 'hydra/launcher/submitit_slurm'" in (
+                str(err))
+        else:
+            assert cfg.hydra.launcher.max_num_timeout == 10  # the package's requeue setting
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets_match_flops_within_ten_percent(preset):
     for corpus, kind in (("athaliana_chr1", "dna"), ("english", "text")):

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from hnet_dna.baselines.token_eval import TokenizedStream, tokenize_batch, window_bits
-from hnet_dna.baselines.tokenizers import BPETokenizer, KmerTokenizer, UnitTokenizer, units_to_dna
+from hnet_dna.baselines.token_eval import TokenizedStream, tokenize_batch
+from hnet_dna.baselines.tokenizers import BPETokenizer, KmerTokenizer, UnitTokenizer
+from hnet_dna.genomics import alphabet
 from hnet_dna.genomics.alphabet import DNA_VOCAB, PAD, N
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import CausalLMOutput, HNetForCausalLM
@@ -40,6 +41,7 @@ class Uniform(nn.Module):
     def __init__(self, vocab: int) -> None:
         super().__init__()
         self.vocab = vocab
+        self.config = HNetConfig(arch_layout=["T1"], d_model=[8], vocab_size=vocab)  # 0 stages
 
     def forward(self, input_ids, mask=None):
         return CausalLMOutput(torch.zeros(*input_ids.shape, self.vocab), [])
@@ -47,19 +49,23 @@ class Uniform(nn.Module):
 
 def _bpe() -> BPETokenizer:
     rng = np.random.default_rng(1)
-    texts = [units_to_dna(rng.integers(0, 4, 200)) for _ in range(20)]
+    texts = [alphabet.decode(rng.integers(0, 4, 200)) for _ in range(20)]
     return BPETokenizer.train(texts, "dna", vocab_size=64)
 
 
 def test_same_bases_scored_for_every_tokenizer():
     batch = _windows()
     for tok in (UNIT, KmerTokenizer(3), KmerTokenizer(6), _bpe()):
-        result = window_bits(Uniform(tok.vocab_size), [batch], tok, PAD)
+        result = heldout_bits(Uniform(tok.vocab_size), [batch], DistEnv(), tok.vocabulary,
+                              tokenize=lambda b, tok=tok: tokenize_batch(b, tok, PAD))
         assert result["bases"] == SCORED_BASES, tok.name
         # Uniform model: total bits = scored tokens * log2(V), divided by the scored bases.
         scored_tokens = float(tokenize_batch(batch, tok, PAD)["loss_weight"].sum())
         expected = scored_tokens * math.log2(tok.vocab_size) / SCORED_BASES
         assert math.isclose(result["bpb"], expected, rel_tol=1e-6), tok.name  # float32 CE
+        tokens = tokenize_batch(batch, tok, PAD)["tokens"]
+        real_tokens = int((tokens != tok.pad_id).sum())
+        assert result["bases_per_token"] == (20 + 13 + 20) / real_tokens, tok.name
 
 
 def test_kmer_tokens_cover_the_windows_exactly():
@@ -74,7 +80,7 @@ def test_kmer_tokens_cover_the_windows_exactly():
     assert int((tb["tokens"][0] != tok.pad_id).sum()) == 3 + 3 + 4
 
 
-def test_unit_tokenizer_matches_the_trainers_heldout_bits():
+def test_unit_tokenizer_scores_what_the_base_level_scorer_scores():
     torch.manual_seed(0)
     config = HNetConfig(arch_layout=["m1", ["T1"], "m1"], d_model=[32, 32],
                         d_intermediate=[0, 64], vocab_size=16,
@@ -83,12 +89,13 @@ def test_unit_tokenizer_matches_the_trainers_heldout_bits():
     model = HNetForCausalLM(config)
     model.init_weights()
     batch = _windows()
-    ours = window_bits(model, [batch], UNIT, PAD)
-    reference = heldout_bits(model, [batch], DistEnv(), bos_id=DNA_VOCAB.bos_id, pad_id=PAD,
-                             unscored_ids=(N,))
+    ours = heldout_bits(model, [batch], DistEnv(), UNIT.vocabulary,
+                        tokenize=lambda b: tokenize_batch(b, UNIT, PAD))
+    reference = heldout_bits(model, [batch], DistEnv(), DNA_VOCAB)
     assert ours["bases"] == reference["bases"] == SCORED_BASES
     assert math.isclose(ours["bpb"], reference["bpb"], rel_tol=1e-9)
-    assert ours["compression_s0"] >= 1.0
+    assert ours["bases_per_token"] == reference["bases_per_token"] == 1.0
+    assert ours["compression_s0"] == reference["compression_s0"] >= 1.0
 
 
 def test_tokenized_stream_delegates_position():

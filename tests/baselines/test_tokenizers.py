@@ -13,7 +13,6 @@ from hnet_dna.baselines.tokenizers import (
     UnitTokenizer,
     bytes_to_unicode,
     text_training_chunks,
-    units_to_dna,
     utf8_edges,
 )
 from hnet_dna.genomics.alphabet import N, encode
@@ -114,8 +113,7 @@ def test_byte_alphabet_matches_hf_byte_level():
     assert set(bytes_to_unicode().values()) == set(pre_tokenizers.ByteLevel.alphabet())
 
 
-def test_units_to_dna_and_training_chunks():
-    assert units_to_dna(np.array([0, 1, 2, 3, 4])) == "ACGTN"
+def test_training_chunks_cut_at_characters():
     data = "ab宋词cd".encode()
     chunks = list(text_training_chunks(data, chunk=3))
     assert "".join(chunks) == "ab宋词cd"

@@ -51,6 +51,8 @@ def test_roundtrip_and_reverse_complement_on_real_chromosome(scer_seq):
     assert ab.decode(ab.reverse_complement(ids)) == expected
     t = torch.from_numpy(ids.astype(np.int64))
     assert ab.decode(ab.reverse_complement(t)) == expected
+    # the text form keeps soft-masking (case); Biopython keeps case too
+    assert ab.reverse_complement_text(scer_seq) == str(Seq(scer_seq).reverse_complement())
 
 
 def test_reverse_complement_keeps_specials_and_batches():

@@ -160,3 +160,36 @@ def test_epochs_draw_different_windows(regions):
     assert sum(a == b for a, b in zip(first, second, strict=True)) < 5
     ds.set_epoch(0)
     assert [key(i) for i in ds] == first
+
+
+@pytest.mark.parametrize("stop", [10, 26, 30])  # mid-epoch, at its very end, in the next one
+def test_endless_stream_resumes_across_epochs_without_rereading(regions, stop):
+    """next(loader) runs on into the next epoch; a restored loader reads only what follows."""
+    full = WindowLoader(random_ds(regions), batch_size=8)
+    expected = [rows([next(full)]) for _ in range(40)]  # 26 batches per epoch (203 windows)
+    assert full.epoch == 1 and sum(map(len, expected[:26])) == 203
+
+    run = WindowLoader(random_ds(regions), batch_size=8)
+    for _ in range(stop):
+        next(run)
+    state = run.state_dict()
+
+    resumed = WindowLoader(random_ds(regions), batch_size=8)
+    resumed.load_state_dict(state)
+    index, reads = resumed.dataset._index, []
+    draw = index.random  # windows of the given samples: count them
+    index.random = lambda samples, draws: (reads.append(len(samples)), draw(samples, draws))[1]
+    got = [rows([next(resumed)]) for _ in range(40 - stop)]
+    assert got == expected[stop:]
+    assert sum(reads) == sum(map(len, expected[stop:]))
+
+
+def test_a_position_counted_in_batches_is_mapped_or_refused(regions):
+    full = WindowLoader(random_ds(regions), batch_size=8)
+    full.set_epoch(2)
+    expected = rows(full)
+    resumed = WindowLoader(random_ds(regions), batch_size=8)
+    resumed.load_state_dict({"epoch": 2, "taken": 5, "num_workers": 0})
+    assert resumed.epoch == 2 and rows(resumed) == expected[40:]
+    with pytest.raises(ValueError, match=r"5 batch\(es\) read with num_workers=2, whose order"):
+        resumed.load_state_dict({"epoch": 2, "taken": 5, "num_workers": 2})

@@ -30,7 +30,7 @@ def test_n_counts_from_runs_match_brute_force(seq, chunk, data):
     old = store._CHUNK
     store._CHUNK = chunk  # runs cut by chunk borders must be joined again
     try:
-        packed = store.PackedRegions([g], [(0, iv) for iv in ivs], tables)
+        packed = store.PreloadedCodes([g], [(0, iv) for iv in ivs], tables)
     finally:
         store._CHUNK = old
     joined = "".join(seq[iv.start:iv.end] for iv in ivs)

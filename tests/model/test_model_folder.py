@@ -14,7 +14,7 @@ import torch
 import hnet_dna
 from hnet_dna import HNetConfig, HNetForCausalLM
 from hnet_dna.genomics import alphabet
-from hnet_dna.training.data import DNA_VOCABULARY
+from hnet_dna.genomics.alphabet import DNA_VOCAB
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -48,7 +48,7 @@ def _hub_cache(tmp_path, repo="org/tiny-hnet", models=None) -> Path:
     cache = tmp_path / "hub"
     repo_dir = cache / f"models--{repo.replace('/', '--')}"
     for ref, commit, model in models:
-        model.save_pretrained(repo_dir / "snapshots" / commit, DNA_VOCABULARY.for_model_folder())
+        model.save_pretrained(repo_dir / "snapshots" / commit, DNA_VOCAB.for_model_folder())
         (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
         (repo_dir / "refs" / ref).write_text(commit)
     return cache
@@ -56,7 +56,7 @@ def _hub_cache(tmp_path, repo="org/tiny-hnet", models=None) -> Path:
 
 def test_folder_describes_itself(tmp_path):
     model = _model()
-    folder = model.save_pretrained(tmp_path / "m", DNA_VOCABULARY.for_model_folder(), TRAINING)
+    folder = model.save_pretrained(tmp_path / "m", DNA_VOCAB.for_model_folder(), TRAINING)
     meta = json.loads((folder / "config.json").read_text())
     assert meta["model_type"] == "hnet_dna"
     assert meta["hnet_dna_version"] == hnet_dna.__version__
@@ -166,7 +166,7 @@ def test_push_to_hub_uploads_the_self_describing_folder(tmp_path, monkeypatch):
     _RecordingHfApi.calls, _RecordingHfApi.uploaded = [], tmp_path / "uploaded"
     model = _model()
     info = model.push_to_hub("org/tiny-hnet", private=True, token="tok",
-                             vocabulary=DNA_VOCABULARY.for_model_folder(), training=TRAINING)
+                             vocabulary=DNA_VOCAB.for_model_folder(), training=TRAINING)
     assert info == "commit-info"
     init, create, upload = _RecordingHfApi.calls
     assert init == ("init", "tok")

@@ -9,6 +9,7 @@ import torch
 import torch.multiprocessing as mp
 from training_helpers import tiny_model
 
+from hnet_dna.genomics.alphabet import DNA_VOCAB
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.distributed import (
     DistEnv,
@@ -16,11 +17,11 @@ from hnet_dna.training.distributed import (
     shutdown_distributed,
     unwrap,
 )
-from hnet_dna.training.trainer import Trainer, Vocabulary
+from hnet_dna.training.trainer import Trainer
 
 STEPS = 3
 STRATEGIES = ("ddp", "fsdp")
-VOCAB = Vocabulary(bos_id=6, pad_id=5, unscored_ids=(4,))
+VOCAB = DNA_VOCAB
 
 
 def global_batches() -> list[list[dict[str, torch.Tensor]]]:

@@ -9,8 +9,9 @@ import torch
 from training_helpers import tiny_model
 
 from hnet_dna.genomics.alphabet import BOS, PAD
+from hnet_dna.genomics.framing import shift_right
 from hnet_dna.model.chunking import ratio_loss
-from hnet_dna.training.losses import bits_per_token, pretraining_loss, shift_right, token_nll
+from hnet_dna.training.losses import bits_per_token, pretraining_loss, token_nll
 
 
 def test_shift_right_feeds_bos_and_masks_padding():

@@ -16,9 +16,9 @@ from training_helpers import tiny_model, tiny_model_config, tiny_pretrain_config
 
 from hnet_dna.cli import main
 from hnet_dna.errors import InputError, OutputError
+from hnet_dna.genomics.loader import WindowLoader
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training import checkpoint as ckpt
-from hnet_dna.training import data as data_mod
 from hnet_dna.training.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
 from hnet_dna.training.metrics import MetricsWriter, read_metrics
 from hnet_dna.training.pretrain import run_pretrain
@@ -42,7 +42,7 @@ def _steps(run_dir, split="train") -> list[int]:
 def _kill_at_batch(monkeypatch, n: int) -> None:
     """The data stream dies when asked for its n-th batch, like a process killed mid-run."""
     calls = {"n": 0}
-    original = data_mod.EpochBatchStream.__next__
+    original = WindowLoader.__next__
 
     def dying_next(self):
         calls["n"] += 1
@@ -50,7 +50,7 @@ def _kill_at_batch(monkeypatch, n: int) -> None:
             raise KeyboardInterrupt("simulated kill")
         return original(self)
 
-    monkeypatch.setattr(data_mod.EpochBatchStream, "__next__", dying_next)
+    monkeypatch.setattr(WindowLoader, "__next__", dying_next)
 
 
 # ------------------------------------------------------------------ stream settings on resume

@@ -9,6 +9,9 @@ import pytest
 import torch
 from training_helpers import tiny_model, tiny_model_config, tiny_pretrain_config
 
+from hnet_dna.genomics.alphabet import DNA_VOCAB
+from hnet_dna.genomics.index import WindowIndex
+from hnet_dna.genomics.loader import WindowLoader
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training import data as data_mod
 from hnet_dna.training.checkpoint import latest_checkpoint, load_training_state
@@ -30,6 +33,20 @@ def train_losses(run_dir) -> dict[int, float]:
     return dict(zip(frame["step"].to_list(), frame["loss"].to_list(), strict=True))
 
 
+def counting_random_reads(monkeypatch) -> dict[str, int]:
+    """Counts the training windows read from the genome from now on (random mode)."""
+    read = {"windows": 0}
+    original = WindowIndex.random
+
+    def counting(self, g, draws):
+        windows, rejected = original(self, g, draws)
+        read["windows"] += len(windows.j)
+        return windows, rejected
+
+    monkeypatch.setattr(WindowIndex, "random", counting)
+    return read
+
+
 def test_resume_continues_exactly(tmp_path, monkeypatch):
     """k steps, a kill, then resume for k steps == 2k uninterrupted steps (fixed seed, CPU)."""
     cfg = tiny_pretrain_config(max_steps=6)
@@ -40,7 +57,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     # Interrupted run: the data stream dies when the 4th step asks for its batch, i.e. right
     # after the step-3 checkpoint, like a process killed mid-run.
     calls = {"n": 0}
-    original_next = data_mod.EpochBatchStream.__next__
+    original_next = WindowLoader.__next__
 
     def dying_next(self):
         calls["n"] += 1
@@ -48,13 +65,17 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated kill")
         return original_next(self)
 
-    monkeypatch.setattr(data_mod.EpochBatchStream, "__next__", dying_next)
+    monkeypatch.setattr(WindowLoader, "__next__", dying_next)
     with pytest.raises(KeyboardInterrupt):
         run_pretrain(cfg, model_cfg, tmp_path / "resumed")
-    monkeypatch.setattr(data_mod.EpochBatchStream, "__next__", original_next)
+    monkeypatch.setattr(WindowLoader, "__next__", original_next)
     assert latest_checkpoint(tmp_path / "resumed" / "checkpoints").name == "step-00000003"
 
+    # The resumed run reads only the windows of the steps it still trains (4 to 6): the
+    # loader starts at the saved position instead of replaying the epoch up to it.
+    read = counting_random_reads(monkeypatch)
     resumed = run_pretrain(cfg, model_cfg, tmp_path / "resumed")  # resume=None: automatic
+    assert read["windows"] == 3 * cfg.trainer.grad_accum * cfg.data.batch_size
     expected, got = train_losses(tmp_path / "full"), train_losses(tmp_path / "resumed")
     assert sorted(got) == list(range(1, 7))  # the resumed log continues the first one
     for step in range(1, 7):
@@ -112,7 +133,7 @@ def test_nan_guard_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):
     cfg.checkpoint.every = 2
     corpus = data_mod.open_corpus(tiny_pretrain_config().data)
     stream = PoisonedStream(data_mod.train_stream(corpus, tiny_pretrain_config().data, 0), 3)
-    trainer = Trainer(cfg, tiny_model(), stream, data_mod.DNA_VOCABULARY, tmp_path)
+    trainer = Trainer(cfg, tiny_model(), stream, DNA_VOCAB, tmp_path)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 3 .*step-00000002"):
         trainer.fit()
     # No update from the bad step: the weights are still those of step 2's checkpoint.
@@ -155,7 +176,7 @@ def test_run_folder_contents(tmp_path):
     meta = json.loads((checkpoint / "config.json").read_text())
     assert meta["d_model"] == [32, 64]
     # The checkpoint describes itself: vocabulary, training data, the final held-out metrics.
-    assert meta["vocabulary"]["tokens"]["BOS"] == data_mod.DNA_VOCABULARY.bos_id
+    assert meta["vocabulary"]["tokens"]["BOS"] == DNA_VOCAB.bos_id
     assert meta["training"]["data"].startswith(cfg.data.corpus)
     assert meta["training"]["step"] == meta["training"]["metrics_step"] == 2
     assert meta["training"]["metrics"]["bpb"] == pytest.approx(eval_row["bpb"])
@@ -173,7 +194,7 @@ def test_run_folder_contents(tmp_path):
 def test_trainer_rejects_bad_settings(tmp_path, changes, message):
     cfg = TrainerConfig(**changes)
     with pytest.raises(ValueError, match=message):
-        Trainer(cfg, tiny_model(), iter(()), data_mod.DNA_VOCABULARY, tmp_path)
+        Trainer(cfg, tiny_model(), iter(()), DNA_VOCAB, tmp_path)
 
 
 def test_resume_with_more_steps_follows_the_new_schedule(tmp_path):

@@ -184,7 +184,7 @@ def _main_embed(argv: Sequence[str] | None) -> int:
     from hnet_dna.outputs import atomic_output
 
     from .embed_io import EmbeddingWriter, iter_inputs, output_paths
-    from .embeddings import Embedder, boundaries, write_boundaries_bed
+    from .embeddings import Embedder, boundaries, boundaries_bed_outputs, write_boundaries_bed
     from .runner import PerBaseForward, load_model
 
     p = _embed_parser()
@@ -200,7 +200,7 @@ def _main_embed(argv: Sequence[str] | None) -> int:
     dims = {d: embedder.dim(d) for d in embedder.depths}
     # every output checked (and a rough size estimate) before any compute
     written = output_paths(args.out, depths, args.per_base)
-    outs = written + ([Path(args.boundaries_bed)] if args.boundaries_bed else [])
+    outs = written + (boundaries_bed_outputs(args.boundaries_bed) if args.boundaries_bed else [])
     per_base_bytes = total.bases * sum(dims.values()) * 4 if args.per_base else 0
     source = [args.fasta, args.bed, args.sequences]
     source += [f"{args.fasta}.{ext}" for ext in ("fai", "gzi") if args.fasta]

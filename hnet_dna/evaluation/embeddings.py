@@ -22,13 +22,16 @@ the last base.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pysam
 from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
@@ -275,26 +278,45 @@ def boundary_line(b: Boundary) -> str:
             f"{round(1000 * b.prob)}\t{b.strand}\n")
 
 
+def boundaries_bed_outputs(path) -> list[Path]:
+    """The files :func:`write_boundaries_bed` writes: ``path``, plus ``path.tbi`` for ``.gz``."""
+    path = Path(path)
+    return [path, Path(f"{path}.tbi")] if path.name.endswith(".gz") else [path]
+
+
 def write_boundaries_bed(path, records: Iterable[Boundary], track_name: str = "hnet_boundaries"
                          ) -> int:
-    """Write a BED6 track of :func:`boundary_line` lines, sorted, through a temporary file.
+    """Write a BED6 track of :func:`boundary_line` lines, sorted, through temporary files.
 
     The name keeps p to 4 decimals and the score scales it to 0-1000 so browsers shade
-    boundaries by confidence (``useScore=1``). Returns the number of lines written.
+    boundaries by confidence (``useScore=1``). A ``.gz`` path is bgzipped and tabix-indexed
+    (``path.tbi``; no ``track`` line, which tabix would take for a record) so IGV and region
+    queries work. Returns the number of lines written.
     """
-    n = 0
-    with atomic_output(path) as tmp, open(tmp, "w") as fh:
-        fh.write(f'track name={track_name} description="H-Net chunk boundaries" useScore=1\n')
-        for b in sorted(records, key=lambda b: (b.contig, b.position, b.stage, b.strand)):
-            fh.write(boundary_line(b))
-            n += 1
-    return n
+    lines = [boundary_line(b) for b in
+             sorted(records, key=lambda b: (b.contig, b.position, b.stage, b.strand))]
+    if not str(path).endswith(".gz"):
+        with atomic_output(path) as tmp, open(tmp, "w") as fh:
+            fh.write(f'track name={track_name} description="H-Net chunk boundaries" '
+                     "useScore=1\n")
+            fh.writelines(lines)
+        return len(lines)
+    with atomic_output(path) as tmp_gz, atomic_output(f"{path}.tbi") as tmp_tbi:
+        plain = tmp_gz.with_name(tmp_gz.name + ".txt")
+        try:
+            plain.write_text("".join(lines))
+            pysam.tabix_compress(str(plain), str(tmp_gz), force=True)
+        finally:
+            plain.unlink(missing_ok=True)
+        pysam.tabix_index(str(tmp_gz), preset="bed", index=str(tmp_tbi), force=True)
+    return len(lines)
 
 
 def read_boundaries_bed(path) -> list[Boundary]:
     """Read a track written by :func:`write_boundaries_bed` (errors name file and line)."""
     out = []
-    with open(path) as fh:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip() or line.startswith(("track", "#", "browser")):
                 continue

@@ -34,14 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pysam
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.fasta import Genome
 from hnet_dna.genomics.intervals import read_bed
 from hnet_dna.outputs import atomic_output
 
-from .embeddings import Boundary, Embedder, Embedding, boundaries, boundary_line
+from .embeddings import Boundary, Embedder, Embedding, boundaries, write_boundaries_bed
 
 log = logging.getLogger(__name__)
 
@@ -171,20 +170,8 @@ def write_boundary_beds(prefix: str, bounds: Iterable[Boundary], stages: int,
     groups: dict[str, list[Boundary]] = {name: [] for name in bed_names(stages, both_strands)}
     for b in bounds:
         groups[f"boundaries.s{b.stage}.{'plus' if b.strand == '+' else 'minus'}"].append(b)
-    counts = {}
-    for name, items in groups.items():
-        items.sort(key=lambda b: (b.contig, b.position))
-        gz = f"{prefix}.{name}.bed.gz"
-        with atomic_output(gz) as tmp_gz, atomic_output(f"{gz}.tbi") as tmp_tbi:
-            plain = tmp_gz.with_name(tmp_gz.name + ".txt")
-            try:
-                plain.write_text("".join(boundary_line(b) for b in items))
-                pysam.tabix_compress(str(plain), str(tmp_gz), force=True)
-            finally:
-                plain.unlink(missing_ok=True)
-            pysam.tabix_index(str(tmp_gz), preset="bed", index=str(tmp_tbi), force=True)
-        counts[name] = len(items)
-    return counts
+    return {name: write_boundaries_bed(f"{prefix}.{name}.bed.gz", items)
+            for name, items in groups.items()}
 
 
 def write_tracks(embedder: Embedder, genome: Genome, regions: Sequence[Region], prefix: str,

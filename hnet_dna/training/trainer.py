@@ -98,7 +98,6 @@ HELDOUT = "heldout"
 
 
 @dataclass
-@dataclass
 class LogInterval:
     """Sums over the training steps since the last ``train`` log line."""
 

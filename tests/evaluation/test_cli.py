@@ -32,6 +32,23 @@ def test_embed_fasta_bed(saved_model, fasta_copy, tmp_path, capsys):
     assert "bases/s" in capsys.readouterr().out
 
 
+def test_embed_boundaries_bgzip_bed_is_indexed(saved_model, fasta_copy, tmp_path):
+    bed = tmp_path / "r.bed"
+    bed.write_text("z\t100\t180\tfirst\nz\t5000\t5300\tsecond\n")
+    common = ["--model", str(saved_model), "--fasta", str(fasta_copy), "--bed", str(bed),
+              "--window", "128", "--overlap", "32", "--no-progress"]
+    assert main_embed([*common, "--out", str(tmp_path / "a.parquet"),
+                       "--boundaries-bed", str(tmp_path / "b.bed")]) == 0
+    assert main_embed([*common, "--out", str(tmp_path / "c.parquet"),
+                       "--boundaries-bed", str(tmp_path / "b.bed.gz")]) == 0
+    plain = read_boundaries_bed(tmp_path / "b.bed")
+    assert read_boundaries_bed(tmp_path / "b.bed.gz") == plain
+    # bgzip + .tbi: a region query returns exactly the boundaries inside the region
+    with pysam.TabixFile(str(tmp_path / "b.bed.gz")) as tbx:
+        hits = [int(row.split("\t")[1]) for row in tbx.fetch("z", 5000, 5300)]
+    assert hits == sorted(b.position for b in plain if b.position >= 5000) and hits
+
+
 def test_embed_sequence_table_npy(saved_model, tmp_path):
     table = tmp_path / "s.tsv"
     table.write_text("name\tsequence\na\tACGTACGTAA\nb\tGGGCCCAANT\n")

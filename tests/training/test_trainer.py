@@ -221,7 +221,7 @@ def test_evaluators_are_logged_by_name_timed_as_pauses_and_carded(tmp_path):
                   "steps": lambda trainer: {"seen": float(trainer.step)}}
     trainer = Trainer(pretrain_cfg.trainer, tiny_model(),
                       data_mod.train_stream(corpus, pretrain_cfg.data, 0),
-                      data_mod.DNA_VOCABULARY, tmp_path, evaluators=evaluators)
+                      DNA_VOCAB, tmp_path, evaluators=evaluators)
     final = trainer.fit()
     evals = read_metrics(tmp_path).filter(pl.col("split") == "eval")
     assert evals["step"].to_list() == [1, 2] and evals["steps_seen"].to_list() == [1.0, 2.0]

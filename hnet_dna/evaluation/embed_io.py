@@ -22,7 +22,6 @@ check them all before any work.
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import polars as pl
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import encode, reverse_complement
 from hnet_dna.genomics.fasta import Genome
-from hnet_dna.genomics.intervals import BedFormatError, read_bed
+from hnet_dna.genomics.intervals import BedFormatError, bed_data_lines, read_bed
 
 from .embeddings import Embedding
 from .tasks import read_sequence_table
@@ -73,21 +72,16 @@ def read_bed_strands(path: str | os.PathLike) -> list[str]:
     """The strand column (6th) of every data line of a BED, in order: ``+``, ``-``, or ``+``
     where the column is absent or ``.``; anything else raises :class:`BedFormatError`.
 
-    The data lines are those :func:`hnet_dna.genomics.intervals.read_bed` reads (blank,
-    ``#``, ``track`` and ``browser`` lines skipped), so the lists line up.
+    The data lines are those :func:`hnet_dna.genomics.intervals.read_bed` reads
+    (:func:`~hnet_dna.genomics.intervals.bed_data_lines`), so the lists line up.
     """
     strands = []
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            fields = line.rstrip("\r\n").split("\t")
-            strand = fields[5] if len(fields) > 5 else "."
-            if strand not in ("+", "-", "."):
-                raise BedFormatError(f"{path}:{lineno}: strand (column 6) must be +, - or ., "
-                                     f"got {strand!r}")
-            strands.append("-" if strand == "-" else "+")
+    for lineno, fields in bed_data_lines(path):
+        strand = fields[5] if len(fields) > 5 else "."
+        if strand not in ("+", "-", "."):
+            raise BedFormatError(f"{path}:{lineno}: strand (column 6) must be +, - or ., "
+                                 f"got {strand!r}")
+        strands.append("-" if strand == "-" else "+")
     return strands
 
 

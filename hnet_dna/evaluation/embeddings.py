@@ -22,7 +22,6 @@ the last base.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,6 +35,7 @@ from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import reverse_complement
+from hnet_dna.genomics.intervals import bed_data_lines
 from hnet_dna.outputs import atomic_output
 
 from .runner import PerBaseForward, WindowOutput, depth_level
@@ -315,16 +315,10 @@ def write_boundaries_bed(path, records: Iterable[Boundary], track_name: str = "h
 def read_boundaries_bed(path) -> list[Boundary]:
     """Read a track written by :func:`write_boundaries_bed` (errors name file and line)."""
     out = []
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip() or line.startswith(("track", "#", "browser")):
-                continue
-            f = line.rstrip("\n").split("\t")
-            try:
-                stage_s, prob_s = f[3].split(":")
-                out.append(Boundary(f[0], int(f[1]), int(stage_s.lstrip("s")), float(prob_s),
-                                    f[5]))
-            except (IndexError, ValueError) as err:
-                raise InputError(f"{path}:{lineno}: not an H-Net boundary line ({err})") from None
+    for lineno, f in bed_data_lines(path):
+        try:
+            stage_s, prob_s = f[3].split(":")
+            out.append(Boundary(f[0], int(f[1]), int(stage_s.lstrip("s")), float(prob_s), f[5]))
+        except (IndexError, ValueError) as err:
+            raise InputError(f"{path}:{lineno}: not an H-Net boundary line ({err})") from None
     return out

@@ -14,7 +14,7 @@ import gzip
 import os
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,6 +51,20 @@ class BedFormatError(InputError):
     """Malformed BED line; the message names the file and 1-based line number."""
 
 
+def bed_data_lines(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
+    """``(1-based line number, tab-separated fields)`` of every data line of a BED file.
+
+    Plain or gzip, told by content, not name (a compressed ``.bed`` or an uncompressed
+    ``.bed.gz`` still reads); blank, ``#``, ``track`` and ``browser`` lines are headers and
+    are skipped; binary or non-UTF-8 content is a :class:`BedFormatError` naming the file.
+    """
+    opener = gzip.open if is_gzip(path) else open
+    with opener(path, "rb") as fh:
+        for lineno, line in enumerate(_text_lines(fh, path), 1):
+            if line.strip() and not line.startswith(_SKIP_PREFIXES):
+                yield lineno, line.rstrip("\r\n").split("\t")
+
+
 def read_bed(path: str | os.PathLike, contigs: Mapping[str, int] | None = None) -> list[Interval]:
     """Read a BED file, plain or gzip (>= 3 columns; column 4 becomes ``label``).
 
@@ -60,36 +74,29 @@ def read_bed(path: str | os.PathLike, contigs: Mapping[str, int] | None = None) 
     line raises :class:`BedFormatError` naming the file and line.
     """
     out = []
-    # gzip by content, not name: a .bed that is compressed (or a .bed.gz that is not) still reads
-    opener = gzip.open if is_gzip(path) else open
-    with opener(path, "rb") as fh:
-        lines = _text_lines(fh, path)
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip() or line.startswith(_SKIP_PREFIXES):
-                continue
-            fields = line.rstrip("\r\n").split("\t")
+    for lineno, fields in bed_data_lines(path):
 
-            def fail(msg: str, lineno: int = lineno) -> BedFormatError:
-                return BedFormatError(f"{path}:{lineno}: {msg}")
+        def fail(msg: str, lineno: int = lineno) -> BedFormatError:
+            return BedFormatError(f"{path}:{lineno}: {msg}")
 
-            if len(fields) < 3:
-                raise fail(f"expected >= 3 tab-separated columns, got {len(fields)}")
-            contig, start_s, end_s = fields[:3]
+        if len(fields) < 3:
+            raise fail(f"expected >= 3 tab-separated columns, got {len(fields)}")
+        contig, start_s, end_s = fields[:3]
+        try:
+            start, end = int(start_s), int(end_s)
+        except ValueError:
+            raise fail(f"start/end are not integers: {start_s!r}, {end_s!r}") from None
+        if not 0 <= start < end:
+            raise fail(f"need 0 <= start < end, got {start}-{end}")
+        if contigs is not None:
             try:
-                start, end = int(start_s), int(end_s)
-            except ValueError:
-                raise fail(f"start/end are not integers: {start_s!r}, {end_s!r}") from None
-            if not 0 <= start < end:
-                raise fail(f"need 0 <= start < end, got {start}-{end}")
-            if contigs is not None:
-                try:
-                    contig = resolve_contig(contig, contigs)
-                except KeyError as err:
-                    raise fail(f"contig {contig!r} not in the genome: {err.args[0]}") from None
-                if end > contigs[contig]:
-                    raise fail(f"end {end} beyond {contig} length {contigs[contig]}")
-            label = fields[3] if len(fields) > 3 else ""
-            out.append(Interval(contig, start, end, label))
+                contig = resolve_contig(contig, contigs)
+            except KeyError as err:
+                raise fail(f"contig {contig!r} not in the genome: {err.args[0]}") from None
+            if end > contigs[contig]:
+                raise fail(f"end {end} beyond {contig} length {contigs[contig]}")
+        label = fields[3] if len(fields) > 3 else ""
+        out.append(Interval(contig, start, end, label))
     return out
 
 

@@ -245,27 +245,17 @@ class HNetForCausalLM(nn.Module):
         self,
         repo_id: str,
         *,
-        commit_message: str = "Upload H-Net model",
-        private: bool | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        token: str | bool | None = None,
         vocabulary: Mapping[str, Any] | None = None,
         training: Mapping[str, Any] | None = None,
+        **upload: Any,
     ) -> Any:
         """Upload the ``save_pretrained`` folder to the Hub repository ``repo_id`` (created if
-        missing) as one commit; returns huggingface_hub's ``CommitInfo``."""
+        missing) as one commit; returns huggingface_hub's ``CommitInfo``. ``upload`` goes to
+        :func:`hnet_dna.model.pretrained.upload_folder` (``commit_message``, ``private``,
+        ``revision``, ``create_pr``, ``token``)."""
         with tempfile.TemporaryDirectory(prefix="hnet-dna-push-") as tmp:
             folder = self.save_pretrained(tmp, vocabulary=vocabulary, training=training)
-            return pretrained.upload_folder(
-                folder,
-                repo_id,
-                commit_message=commit_message,
-                private=private,
-                revision=revision,
-                create_pr=create_pr,
-                token=token,
-            )
+            return pretrained.upload_folder(folder, repo_id, **upload)
 
     @classmethod
     def from_official(

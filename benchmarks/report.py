@@ -123,15 +123,17 @@ def _load(results: Path, name: str) -> dict[str, Any] | None:
 
 
 def _machine_rows(payloads: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| benchmark | when | commit | CPU | cores (usable) | torch | threads | device |"
-             " fp32 matmul GFLOP/s (CPU, wall) | load avg before -> after | quick | minutes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| benchmark | when | commit | CPU | cores (usable) | torch | threads | compile |"
+             " device | fp32 matmul GFLOP/s (CPU, wall) | load avg before -> after | quick |"
+             " minutes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, p in payloads.items():
         m, mm = p["machine"], p["matmul_peak"]
         lines.append(
             f"| {name} | {m['time']} | {m['commit']}{' (dirty)' if m['dirty'] else ''}"
             f" | {m['cpu_model']} ({', '.join(m['cpu_flags'])}) | {m['logical_cpus']}"
-            f" ({m['usable_cpus']}) | {m['torch']} | {m['threads']} | {m['device']}"
+            f" ({m['usable_cpus']}) | {m['torch']} | {m['threads']} | {m.get('compile', False)}"
+            f" | {m['device']}"
             f" | {mm['cpu_flops'] / 1e9:.0f}, {mm['wall_flops'] / 1e9:.0f}"
             f" | {m['load_average']} -> {p['load_average_after']} | {p['options']['quick']}"
             f" | {p['seconds'] / 60:.1f} |")

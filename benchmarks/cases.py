@@ -16,7 +16,7 @@ import torch
 
 from benchmarks import models
 from benchmarks.timing import matmul_flops, measure, peak_memory_of, set_threads
-from hnet_dna.model.compile import compile_enabled
+from hnet_dna.model.compile import compile_enabled, set_compile
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.training.config import OptimConfig
@@ -102,8 +102,14 @@ def measure_case(spec: dict[str, Any]) -> dict[str, Any]:
     step = (training_step if spec.get("mode", "train") == "train" else forward_step)(model,
                                                                                      tokens)
     if compile_enabled():
-        step()  # compiles the fused chains: neither timed nor counted in the peak memory
-    peak = peak_memory_of(step)  # the warm-up step
+        # ru_maxrss is a high-water mark, so the peak is taken on an eager step first; the next
+        # (untimed) step compiles the fused chains.
+        set_compile(False)
+        peak = peak_memory_of(step)
+        set_compile(None)
+        step()
+    else:
+        peak = peak_memory_of(step)  # the warm-up step
     matmuls: list[dict[str, float]] = []
 
     def matmul_peak() -> None:

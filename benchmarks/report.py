@@ -53,6 +53,11 @@ workers) is a separate script, run on its own: `python benchmarks/bench_loader.p
   and Mamba-2 are searched over width (multiples of 32 up to the H-Net's widest stage), depth and
   SwiGLU width for the closest training FLOPs per base; the remaining gap is listed, and the
   `equal-FLOP` ratio divides it out (H-Net FLOP/s over the baseline's).
+* **Compile**: with `--compile` every case runs with `HNET_DNA_COMPILE=1` (the Mamba-2 gated
+  norm through inductor, `hnet_dna/model/compile.py`) and one extra untimed step that compiles,
+  so compile time is not timed (the peak memory is that of an eager step); the `compile` column
+  of the Machine table says which results used it. The Transformer baselines have no compiled
+  part; the Mamba-2 baselines compile their gated norms like the H-Nets.
 * **Routing calibration**: a fresh H-Net's boundary rate is arbitrary, while training drives it to
   N = 3 tokens per chunk, and the work per base depends on it. Each routing module's `W_q` is set
   to `I + lambda v v^T` (`v` the mean encoder direction) with lambda bisected so ~1/3 of the
@@ -123,15 +128,17 @@ def _load(results: Path, name: str) -> dict[str, Any] | None:
 
 
 def _machine_rows(payloads: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| benchmark | when | commit | CPU | cores (usable) | torch | threads | device |"
-             " fp32 matmul GFLOP/s (CPU, wall) | load avg before -> after | quick | minutes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| benchmark | when | commit | CPU | cores (usable) | torch | threads | compile |"
+             " device | fp32 matmul GFLOP/s (CPU, wall) | load avg before -> after | quick |"
+             " minutes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, p in payloads.items():
         m, mm = p["machine"], p["matmul_peak"]
         lines.append(
             f"| {name} | {m['time']} | {m['commit']}{' (dirty)' if m['dirty'] else ''}"
             f" | {m['cpu_model']} ({', '.join(m['cpu_flags'])}) | {m['logical_cpus']}"
-            f" ({m['usable_cpus']}) | {m['torch']} | {m['threads']} | {m['device']}"
+            f" ({m['usable_cpus']}) | {m['torch']} | {m['threads']} | {m.get('compile', False)}"
+            f" | {m['device']}"
             f" | {mm['cpu_flops'] / 1e9:.0f}, {mm['wall_flops'] / 1e9:.0f}"
             f" | {m['load_average']} -> {p['load_average_after']} | {p['options']['quick']}"
             f" | {p['seconds'] / 60:.1f} |")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +18,7 @@ from typing import Any
 from benchmarks import inference, kernels, report, scaling, throughput, utilisation
 from benchmarks.cases import Options
 from benchmarks.timing import load_average, machine_info, matmul_flops
+from hnet_dna.model.compile import COMPILE_ENV
 
 BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (
     kernels, utilisation, throughput, scaling, inference)}
@@ -52,7 +54,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats after a warm-up")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--readme", type=Path, default=HERE / "README.md")
+    parser.add_argument("--compile", action="store_true",
+                        help=f"compile the model's elementwise chains (sets {COMPILE_ENV}=1 for"
+                             " every case; the compile happens in an untimed warm-up step)")
     args = parser.parse_args(argv)
+    if args.compile:
+        os.environ[COMPILE_ENV] = "1"  # spawned case processes inherit it
     opts = Options(quick=args.quick, threads=args.threads, repeats=args.repeats)
     for name in args.only or list(BENCHMARKS):
         run_one(BENCHMARKS[name], opts, args.out)

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from hnet_dna.model.compile import compile_enabled
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -238,6 +240,7 @@ def machine_info(threads: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": threads,
+        "compile": compile_enabled(),
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "cuda": torch.version.cuda if cuda else None,
         "load_average": load_average(),

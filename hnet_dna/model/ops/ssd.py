@@ -172,11 +172,15 @@ def _decay_matrix_t(a: Tensor) -> Tensor:
 _BLOCK_ELEMENTS = 1 << 18
 
 
-def _chunk_blocks(a: Tensor) -> list[slice]:
-    """Slices over the chunk axis of a (b, c, h, T) tensor, ~_BLOCK_ELEMENTS (T, T) each."""
+def _chunk_blocks(a: Tensor) -> list[tuple[int, slice]]:
+    """(row, chunk slice) blocks of a (b, c, h, T) tensor, ~_BLOCK_ELEMENTS (T, T) each.
+
+    One batch row per block: ``t[i, blk]`` of a contiguous (b, c, ...) tensor is contiguous, so
+    the blocked matmuls read and write in place (slicing chunks of all rows at once made
+    torch copy every operand and result of every block)."""
     b, c, h, T = a.shape
-    step = max(1, _BLOCK_ELEMENTS // (b * h * T * T))
-    return [slice(i, min(i + step, c)) for i in range(0, c, step)]
+    step = max(1, _BLOCK_ELEMENTS // (h * T * T))
+    return [(r, slice(i, min(i + step, c))) for r in range(b) for i in range(0, c, step)]
 
 
 class _IntraChunk(torch.autograd.Function):
@@ -196,9 +200,9 @@ class _IntraChunk(torch.autograd.Function):
         g = CBt.shape[2]
         y = torch.empty_like(x)
         for blk in _chunk_blocks(a):
-            Mt = _decay_matrix_t(a[:, blk]).view(b, -1, g, h // g, T, T)
-            Mt.mul_(CBt[:, blk, :, None])
-            torch.matmul(Mt.view(b, -1, h, T, T).transpose(-1, -2), x[:, blk], out=y[:, blk])
+            Mt = _decay_matrix_t(a[blk]).view(-1, g, h // g, T, T)
+            Mt.mul_(CBt[blk][:, :, None])
+            torch.matmul(Mt.view(-1, h, T, T).transpose(-1, -2), x[blk], out=y[blk])
         ctx.save_for_backward(a, CBt, x)
         return y
 
@@ -210,15 +214,15 @@ class _IntraChunk(torch.autograd.Function):
         dy = dy.contiguous()
         dx, dCBt, dacs = torch.empty_like(x), torch.empty_like(CBt), torch.empty_like(a)
         for blk in _chunk_blocks(a):
-            decay = _decay_matrix_t(a[:, blk]).view(b, -1, g, h // g, T, T)
-            Mt = (decay * CBt[:, blk, :, None]).view(b, -1, h, T, T)
-            torch.matmul(Mt, dy[:, blk], out=dx[:, blk])
-            dMt = torch.matmul(x[:, blk], dy[:, blk].transpose(-1, -2))  # [j, i] = x_j . dy_i
-            torch.sum(dMt.view_as(decay) * decay, dim=3, out=dCBt[:, blk])
+            decay = _decay_matrix_t(a[blk]).view(-1, g, h // g, T, T)
+            Mt = (decay * CBt[blk][:, :, None]).view(-1, h, T, T)
+            torch.matmul(Mt, dy[blk], out=dx[blk])
+            dMt = torch.matmul(x[blk], dy[blk].transpose(-1, -2))  # [j, i] = x_j . dy_i
+            torch.sum(dMt.view_as(decay) * decay, dim=2, out=dCBt[blk])
             # With acs the running sum of a, M[i, j] ∝ exp(acs_i - acs_j): dacs = row sums minus
             # column sums of dM * M, i.e. column minus row sums in the transposed layout.
             Gt = dMt.mul_(Mt)
-            torch.sub(Gt.sum(-2), Gt.sum(-1), out=dacs[:, blk])
+            torch.sub(Gt.sum(-2), Gt.sum(-1), out=dacs[blk])
         da = dacs.flip(-1).cumsum(-1).flip(-1)  # acs_i = sum_{k <= i} a_k
         return da, dCBt, dx
 

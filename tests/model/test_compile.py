@@ -1,0 +1,122 @@
+"""The optional torch.compile path (hnet_dna.model.compile): compiled == eager, fallbacks.
+
+Tiny shapes: each compiled chain costs seconds to build on a small CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from hnet_dna.model import compile as mc
+from hnet_dna.model.mamba2 import Mamba2
+from hnet_dna.model.norm import RMSNormGated, gated_rms_norm
+
+
+@pytest.fixture(autouse=True)
+def _reset_compile():
+    yield
+    mc.set_compile(None)
+
+
+def _raise(*args, **kwargs):
+    raise RuntimeError("simulated compiler failure")
+
+
+def _mamba_grads(m: Mamba2, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    x = x.clone().requires_grad_(True)
+    m.zero_grad(set_to_none=True)
+    y = m(x)
+    (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+    return y.detach(), [x.grad] + [p.grad for p in m.parameters()]
+
+
+def test_switch_follows_env_and_override(monkeypatch):
+    monkeypatch.delenv(mc.COMPILE_ENV, raising=False)
+    assert not mc.compile_enabled()  # off by default
+    monkeypatch.setenv(mc.COMPILE_ENV, "1")
+    assert mc.compile_enabled()
+    mc.set_compile(False)
+    assert not mc.compile_enabled()
+
+
+@pytest.mark.slow
+def test_compiled_mamba2_equals_eager_fp32():
+    """Forward and every gradient of a Mamba-2 layer (its gated norm compiled) agree with
+    eager fp32 to 1e-5 relative (fused loops reorder the fp32 sums)."""
+    torch.manual_seed(0)
+    m = Mamba2(32, d_state=8, headdim=16, chunk_size=8)
+    x = torch.randn(2, 19, 32)
+    mc.set_compile(False)
+    y0, g0 = _mamba_grads(m, x)
+    mc.set_compile(True)
+    y1, g1 = _mamba_grads(m, x)
+    assert not gated_rms_norm.failed and gated_rms_norm._compiled is not None
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g0, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_grouped_norm_equals_eager_fp32():
+    torch.manual_seed(1)
+    norm = RMSNormGated(24, group_size=8, norm_before_gate=True)
+    norm.weight.data.uniform_(0.5, 1.5)
+    x, z = torch.randn(3, 5, 24, requires_grad=True), torch.randn(3, 5, 24, requires_grad=True)
+    mc.set_compile(False)
+    ref = norm(x, z)
+    gref = torch.autograd.grad(ref.square().sum(), (x, z, norm.weight))
+    mc.set_compile(True)
+    out = norm(x, z)
+    gout = torch.autograd.grad(out.square().sum(), (x, z, norm.weight))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(gout, gref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
+    """A compiler that raises: the result is the eager one, a warning is logged once, and the
+    function is not tried again."""
+    monkeypatch.setattr(torch, "compile", _raise)
+    fn = mc.Fusable(gated_rms_norm.fn)
+    x, z, w = torch.randn(2, 4, 8), torch.randn(2, 4, 8), torch.rand(8)
+    mc.set_compile(True)
+    with caplog.at_level(logging.WARNING, logger=mc.__name__):
+        out = fn(x, z, w, 1e-5, 8, False)
+    assert fn.failed
+    assert "simulated compiler failure" in caplog.text
+    assert torch.equal(out, gated_rms_norm.fn(x, z, w, 1e-5, 8, False))
+    caplog.clear()
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: pytest.fail("compiled again"))
+    assert torch.equal(fn(x, z, w, 1e-5, 8, False), out)
+    assert caplog.text == ""
+
+
+def test_runtime_failure_of_compiled_fn_falls_back(monkeypatch):
+    """Inductor errors surface at the first call of the compiled function, not at
+    torch.compile: those fall back too."""
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: _raise)
+    fn = mc.Fusable(gated_rms_norm.fn)
+    args = (torch.randn(2, 5, 12), torch.randn(2, 5, 12), torch.rand(12), 1e-5, 6, True)
+    mc.set_compile(True)
+    out = fn(*args)
+    assert fn.failed
+    assert torch.equal(out, gated_rms_norm.fn(*args))
+
+
+def test_float64_and_disabled_stay_eager(monkeypatch):
+    """float64 (the oracle checks) never compiles, nor does anything while compile is off:
+    both give bit-identical eager results."""
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: pytest.fail("torch.compile called"))
+    fn = mc.Fusable(gated_rms_norm.fn)
+    x, z = torch.randn(2, 4, 8, dtype=torch.float64), torch.randn(2, 4, 8, dtype=torch.float64)
+    w = torch.rand(8, dtype=torch.float64)
+    mc.set_compile(True)
+    assert torch.equal(fn(x, z, w, 1e-5, 8, False), gated_rms_norm.fn(x, z, w, 1e-5, 8, False))
+    mc.set_compile(False)
+    xf, zf, wf = x.float(), z.float(), w.float()
+    assert torch.equal(fn(xf, zf, wf, 1e-5, 8, False),
+                       gated_rms_norm.fn(xf, zf, wf, 1e-5, 8, False))
+    assert not fn.failed

@@ -49,7 +49,8 @@ def _by_name(reqs) -> dict[str, Requirement]:
 def test_environment_yml_pins_same_set_as_pyproject():
     project = _project()
     expected = _by_name(Requirement(r) for r in [*project["dependencies"],
-                                                  *project["optional-dependencies"]["slurm"]])
+                                                  *project["optional-dependencies"]["slurm"],
+                                                  *project["optional-dependencies"]["joblib"]])
     _, _, pip = _conda_env()
     pip = _by_name(pip)
     assert set(pip) == set(expected)

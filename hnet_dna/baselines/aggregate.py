@@ -25,6 +25,7 @@ from hnet_dna.training.metrics import METRICS_NAME, read_metrics
 
 RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"
 CURVES_CSV, MATCH_CSV = "curves.csv", "bases_to_match.csv"
+LR_GRID_CSV = "lr_grid.csv"
 PLOT_BASES, PLOT_FLOPS = "bpb_vs_bases.png", "bpb_vs_flops.png"
 
 
@@ -111,6 +112,33 @@ def best_lr(results: list[dict[str, Any]]) -> pl.DataFrame:
     best = (frame.sort("final_bpb", nulls_last=True)
             .group_by("corpus", "model", maintain_order=True).first())
     return best.join(tried, on=["corpus", "model"]).sort("corpus", "family", "model")
+
+
+def lr_grid(results: list[dict[str, Any]]) -> pl.DataFrame:
+    """One row per (corpus, model): final held-out bits/base at every learning rate tried (one
+    column each, null where not tried or not finite), the kept LR and whether it is interior to
+    the model's grid. A kept LR at either end of the grid means the grid should be widened
+    there before the model's numbers are compared."""
+    rows = [{"corpus": r["corpus"], "model": r["model"], "family": r["family"],
+             "lr": float(r["lr"]), "final_bpb": r["final"].get("bpb")} for r in results]
+    frame = pl.DataFrame(rows).with_columns(
+        pl.when(pl.col("final_bpb").is_finite()).then(pl.col("final_bpb")).alias("final_bpb"))
+    lrs = sorted(frame["lr"].unique().to_list())
+    wide = frame.pivot(on="lr", index=["corpus", "family", "model"], values="final_bpb",
+                       aggregate_function="min")
+    wide = wide.rename({str(lr): f"lr={lr:g}" for lr in lrs if str(lr) in wide.columns})
+    summary = (frame.sort("final_bpb", nulls_last=True)
+               .group_by("corpus", "model", maintain_order=True)
+               .agg(pl.col("lr").first().alias("best_lr"), pl.col("lr").min().alias("lr_min"),
+                    pl.col("lr").max().alias("lr_max"), pl.col("lr").n_unique().alias("n_lrs")))
+    summary = summary.with_columns(
+        ((pl.col("best_lr") > pl.col("lr_min")) & (pl.col("best_lr") < pl.col("lr_max")))
+        .alias("best_lr_interior")).drop("lr_min", "lr_max")
+    columns = [f"lr={lr:g}" for lr in lrs]
+    return (wide.join(summary, on=["corpus", "model"])
+            .select("corpus", "family", "model", *columns, "best_lr", "n_lrs",
+                    "best_lr_interior")
+            .sort("corpus", "family", "model"))
 
 
 def bases_to_match(best: pl.DataFrame, curves: pl.DataFrame) -> pl.DataFrame:
@@ -223,6 +251,8 @@ def aggregate(root: str | Path, out: str | Path | None = None, command: str = ""
     best = best.join(hnet_flops, on="corpus", how="left").with_columns(
         (pl.col("flops_per_base") / pl.col("hnet_flops")).alias("flops_vs_hnet"))
     match = bases_to_match(best, curves)
+    grid = lr_grid(results)
+    grid.write_csv(out / LR_GRID_CSV)
     extra = [c for c in best.columns
              if c.startswith("final_") and c.endswith("_bpb") and c != "final_bpb"]
     table = best.select(*RESULT_COLUMNS[:4], *extra, *RESULT_COLUMNS[4:])
@@ -242,6 +272,15 @@ def aggregate(root: str | Path, out: str | Path | None = None, command: str = ""
               "base (`_target`: at the H-Net's target compression; training ~3x); "
               "`bpb_at_equal_flops` reads each curve at the corpus's smallest total training "
               "FLOPs.", ""]
+    edge = grid.filter(~pl.col("best_lr_interior"))
+    parts += ["## Learning-rate grid: final held-out bits per base at every LR tried", "",
+              markdown_table(grid.drop("family")), "",
+              "The kept LR is the lowest final bits/base of its row; `best_lr_interior` is false "
+              "where it is the smallest or largest LR tried (widen the grid there).", ""]
+    if len(edge):
+        parts += ["Kept LR at the edge of its grid: " + ", ".join(
+            f"{r['corpus']}/{r['model']} ({r['best_lr']:g})"
+            for r in edge.iter_rows(named=True)) + ".", ""]
     if len(match):
         parts += ["## H-Net bases to match each baseline's final bits per base", "",
                   markdown_table(match), "", "ratio = baseline bases / H-Net bases to reach "
@@ -252,4 +291,5 @@ def aggregate(root: str | Path, out: str | Path | None = None, command: str = ""
     parts += [f"![bits per base vs bases]({PLOT_BASES})", "",
               f"![bits per base vs FLOPs]({PLOT_FLOPS})", ""]
     (out / RESULTS_MD).write_text("\n".join(parts))
-    return {"results": table, "match": match, "problems": problems_frame, "curves": curves}
+    return {"results": table, "match": match, "problems": problems_frame, "curves": curves,
+            "lr_grid": grid}

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from hnet_dna.baselines.aggregate import (
+    LR_GRID_CSV,
     MATCH_CSV,
     PLOT_BASES,
     PLOT_FLOPS,
@@ -42,7 +43,12 @@ def _run(root: Path, model: str, family: str, lr: float, curve: list[tuple[int, 
     folder = root / "runs" / "dna1" / model / f"lr{lr:g}-seed0"
     folder.mkdir(parents=True)
     with open(folder / "metrics.jsonl", "w") as handle:
-        for step, bpb in curve:
+        for step, value in curve:
+            bpb = value if math.isfinite(value) else None  # as the metrics writer stores NaN
+            if bpb is None:
+                handle.write(json.dumps({"split": "eval", "step": step, "bases_seen": step * 100.0,
+                                         "bpb": None, "other_bpb": None}) + "\n")
+                continue
             handle.write(json.dumps({"split": "train", "step": step, "bpb": bpb + 0.1}) + "\n")
             handle.write(json.dumps({"split": "eval", "step": step, "bases_seen": step * 100.0,
                                      "bpb": bpb, "other_bpb": bpb + 0.2}) + "\n")
@@ -88,6 +94,28 @@ def test_aggregate_constructed_sweep(tmp_path):
     assert "python run.py -m" in markdown and "RuntimeError: boom" in markdown
     for plot in (PLOT_BASES, PLOT_FLOPS):
         assert (tmp_path / plot).stat().st_size > 1000
+    # Grid: the H-Net tried 1e-3 and 3e-3 and kept 1e-3, the smallest: at the edge.
+    grid = pl.read_csv(tmp_path / LR_GRID_CSV)
+    row = grid.filter(pl.col("model") == "hnet").row(0, named=True)
+    assert row["lr=0.001"] == 1.2 and row["lr=0.003"] == 1.5
+    assert row["best_lr"] == 1e-3 and row["n_lrs"] == 2 and row["best_lr_interior"] is False
+    assert grid.filter(pl.col("model") == "iso")["lr=0.003"].to_list() == [None]
+    assert "Kept LR at the edge of its grid: dna1/hnet (0.001), dna1/iso (0.001)" in markdown
+
+
+def test_lr_grid_interior_and_diverged_runs(tmp_path):
+    """A best LR with a tried LR on each side is interior; a run whose final value is not
+    finite never wins and shows as missing."""
+    _run(tmp_path, "hnet", "hnet", 1e-3, [(1, 2.0), (4, 1.5)], flops=10.0)
+    _run(tmp_path, "hnet", "hnet", 3e-3, [(1, 2.0), (4, 1.3)], flops=10.0)
+    _run(tmp_path, "hnet", "hnet", 1e-2, [(1, 2.0), (4, 1.4)], flops=10.0)
+    _run(tmp_path, "iso", "isotropic", 1e-3, [(1, 2.0), (4, 1.6)], flops=10.0)
+    _run(tmp_path, "iso", "isotropic", 1e-2, [(1, 2.0), (4, float("nan"))], flops=10.0)
+    grid = aggregate(tmp_path)["lr_grid"]
+    hnet = grid.filter(pl.col("model") == "hnet").row(0, named=True)
+    assert hnet["best_lr"] == 3e-3 and hnet["best_lr_interior"] is True
+    iso = grid.filter(pl.col("model") == "iso").row(0, named=True)
+    assert iso["best_lr"] == 1e-3 and iso["lr=0.01"] is None and not iso["best_lr_interior"]
 
 
 def test_markdown_table_formats_missing_and_large_values():

@@ -23,7 +23,7 @@ from hnet_dna.baselines.sweep import planned_flops, spec_from_config, sweep_task
 from hnet_dna.training.config import TrainerConfig
 
 CONF = Path(__file__).resolve().parents[2] / "pipelines" / "data_efficiency" / "conf"
-PRESETS = ["cpu_tiny", "cpu_small", "paper_dna", "paper_text"]
+PRESETS = ["cpu_tiny", "cpu_small", "cpu_medium", "paper_dna", "paper_text"]
 
 
 def _compose(overrides: list[str]):
@@ -55,6 +55,17 @@ def test_presets_match_flops_within_ten_percent(preset):
         assert len(flops) == (6 if kind == "dna" else 5)
         for name, value in flops.items():
             assert abs(value / reference - 1) <= 0.10, (preset, kind, name, value / reference)
+
+
+def test_cpu_medium_is_cpu_small_at_four_times_the_bases():
+    """Same models, trainer and window; 4x the training bases; a held-out prefix that contains
+    cpu_small's, so the two presets' numbers stay comparable."""
+    small, medium = (_compose([f"preset={p}"]) for p in ("cpu_small", "cpu_medium"))
+    assert medium.models == small.models and medium.trainer == small.trainer
+    assert medium.budget.bases == 4 * small.budget.bases
+    assert medium.budget.eval_max_units >= small.budget.eval_max_units
+    assert medium.budget.context_length == small.budget.context_length
+    assert medium.budget.batch_size == small.budget.batch_size
 
 
 def test_spec_from_config_types_every_section():

@@ -9,7 +9,7 @@ import polars as pl
 import pysam
 import pytest
 import torch
-from conftest import CHR20_VCF
+from eval_data import CHR20_VCF
 
 from hnet_dna.evaluation.cli import main_embed, main_probe, main_score_variants
 from hnet_dna.evaluation.embeddings import read_boundaries_bed

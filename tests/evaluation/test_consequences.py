@@ -8,7 +8,7 @@ import gzip
 import pytest
 from Bio import SeqIO
 from Bio.Seq import Seq
-from conftest import YEAST_GFF, YEAST_PROTEINS
+from eval_data import YEAST_GFF, YEAST_PROTEINS
 
 from hnet_dna.evaluation.consequences import (
     ConsequenceAnnotator,

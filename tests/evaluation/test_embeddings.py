@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from conftest import random_ids
+from eval_data import random_ids
 
 from hnet_dna.evaluation.embed_io import EmbeddingWriter, InputRecord
 from hnet_dna.evaluation.embeddings import (

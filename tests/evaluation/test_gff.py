@@ -6,7 +6,7 @@ import gzip
 from collections import defaultdict
 
 import pytest
-from conftest import YEAST_GFF
+from eval_data import YEAST_GFF
 
 from hnet_dna.evaluation.consequences import (
     CONSEQUENCES,

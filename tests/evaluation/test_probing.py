@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import YEAST_GFF
+from eval_data import YEAST_GFF
 
 from hnet_dna.errors import InputError
 from hnet_dna.evaluation.embeddings import Embedder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import random_ids, tiny_config, tiny_model
+from eval_data import random_ids, tiny_config, tiny_model
 
 from hnet_dna.evaluation.runner import (
     PerBaseForward,

@@ -11,7 +11,7 @@ import polars as pl
 import pysam
 import pytest
 import torch
-from conftest import CHR20_VCF, YEAST_FASTA, YEAST_GFF, tiny_model
+from eval_data import CHR20_VCF, YEAST_FASTA, YEAST_GFF, tiny_model
 
 from hnet_dna.evaluation import vcf_scoring
 from hnet_dna.evaluation.cli import main_score_variants

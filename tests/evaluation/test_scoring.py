@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_ids
+from eval_data import random_ids
 
 from hnet_dna.evaluation.runner import PerBaseForward, WindowOutput
 from hnet_dna.evaluation.scoring import VariantScorer, common_prefix

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import YEAST_GFF
+from eval_data import YEAST_GFF
 from scipy import sparse
 
 from hnet_dna.errors import InputError

@@ -6,7 +6,7 @@ import numpy as np
 import pyBigWig
 import pysam
 import pytest
-from conftest import CHR20_FASTA, tiny_model
+from eval_data import CHR20_FASTA, tiny_model
 
 from hnet_dna.errors import InputError
 from hnet_dna.evaluation.cli import main_track

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pysam
 import pytest
-from conftest import CHR20_VCF
+from eval_data import CHR20_VCF
 
 from hnet_dna.errors import InputError
 from hnet_dna.evaluation.runner import PerBaseForward

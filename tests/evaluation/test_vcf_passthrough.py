@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pysam
 import pytest
-from conftest import CHR20_VCF
+from eval_data import CHR20_VCF
 
 from hnet_dna.evaluation.vcf_scoring import score_variants
 

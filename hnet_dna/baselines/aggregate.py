@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,28 @@ def collect(root: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
                              "status": "incomplete", "error": "no result.json (interrupted?)"})
     frame = pl.concat(curves, how="diagonal_relaxed") if curves else pl.DataFrame()
     return results, problems, frame
+
+
+RECORD_NAMES = (RESULT_NAME, FAILURE_NAME, METRICS_NAME)
+
+
+def archive_records(root: str | Path, out: str | Path) -> int:
+    """Copy each finished or failed run's small records (``result.json``, ``failure.json``,
+    ``metrics.jsonl``; never checkpoints) to ``out/runs/<corpus>/<model>/<lr-seed>/``, so
+    committed results can be aggregated again, and a sweep pointed at a copy of them skips those
+    runs. Returns the number of runs copied."""
+    runs, target = Path(root) / "runs", Path(out) / "runs"
+    copied = 0
+    for run_dir in sorted(p for p in runs.glob("*/*/*") if p.is_dir()):
+        if not ((run_dir / RESULT_NAME).exists() or (run_dir / FAILURE_NAME).exists()):
+            continue  # interrupted: only its checkpoint can continue it
+        dest = target / run_dir.relative_to(runs)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_NAMES:
+            if (run_dir / name).exists():
+                shutil.copy2(run_dir / name, dest / name)
+        copied += 1
+    return copied
 
 
 def _curve(run_dir: Path, result: dict[str, Any]) -> pl.DataFrame:
@@ -237,11 +260,14 @@ RESULT_COLUMNS = [
 
 
 def aggregate(root: str | Path, out: str | Path | None = None, command: str = "") -> dict:
-    """Write results/curves/match CSVs, ``results.md`` and the plots into ``out`` (default
-    ``root``); returns the frames. Failed and incomplete runs are listed, never dropped."""
+    """Write results/curves/match/LR-grid CSVs, ``results.md`` and the plots into ``out``
+    (default ``root``), with the runs' records (``archive_records``); returns the frames. Failed
+    and incomplete runs are listed, never dropped."""
     root = Path(root)
     out = Path(out) if out is not None else root
     out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != root.resolve():
+        archive_records(root, out)
     results, problems, curves = collect(root)
     if not results:
         raise FileNotFoundError(f"no finished run under {root / 'runs'}")

@@ -103,6 +103,25 @@ def test_aggregate_constructed_sweep(tmp_path):
     assert "Kept LR at the edge of its grid: dna1/hnet (0.001), dna1/iso (0.001)" in markdown
 
 
+def test_records_archived_and_aggregated_again(tmp_path):
+    """--out elsewhere copies each finished/failed run's records (no checkpoints, no interrupted
+    runs); aggregating that copy gives the same tables."""
+    root, out = tmp_path / "sweep", tmp_path / "results"
+    _run(root, "hnet", "hnet", 1e-3, [(1, 2.0), (2, 1.6), (4, 1.2)], flops=10.0)
+    _run(root, "iso", "isotropic", 1e-3, [(1, 2.0), (2, 1.8), (4, 1.4)], flops=20.0)
+    (root / "runs" / "dna1" / "hnet" / "lr0.001-seed0" / "checkpoints").mkdir()
+    interrupted = root / "runs" / "dna1" / "iso" / "lr0.003-seed0"
+    interrupted.mkdir()
+    (interrupted / "metrics.jsonl").write_text("")
+    first = aggregate(root, out)
+    kept = sorted(str(p.relative_to(out)) for p in (out / "runs").rglob("*") if p.is_file())
+    assert kept == [f"runs/dna1/{m}/lr0.001-seed0/{f}" for m in ("hnet", "iso")
+                    for f in ("metrics.jsonl", "result.json")]
+    assert first["problems"]["status"].to_list() == ["incomplete"]
+    again = aggregate(out, tmp_path / "again")
+    assert again["results"].equals(first["results"]) and again["match"].equals(first["match"])
+
+
 def test_lr_grid_interior_and_diverged_runs(tmp_path):
     """A best LR with a tried LR on each side is interior; a run whose final value is not
     finite never wins and shows as missing."""

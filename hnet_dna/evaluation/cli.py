@@ -77,7 +77,8 @@ MIN_WINDOW = 8
 
 def _common(p: argparse.ArgumentParser, model_required: bool = True) -> None:
     p.add_argument("--model", required=model_required,
-                   help="saved model folder or trainer run folder (newest step-N checkpoint)")
+                   help="saved model folder, trainer run folder (newest step-N checkpoint) or "
+                        "Hugging Face Hub repository org/name[@revision]")
     p.add_argument("--device", default="auto", type=_device_arg,
                    help="auto | cpu | cuda[:i] (checked before any work)")
     p.add_argument("--batch-size", type=_positive_int, default=16,

@@ -34,6 +34,7 @@ from hnet_dna.genomics.framing import frame
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.hnet import HNet
 from hnet_dna.model.lm import HNetForCausalLM
+from hnet_dna.model.pretrained import is_repo_id
 from hnet_dna.model.utils import accumulation_dtype
 from hnet_dna.training.checkpoint import find_model_folder
 
@@ -45,10 +46,17 @@ _DEPTH = re.compile(r"^(encoder|decoder)\.(\d+)$")
 # ---------------------------------------------------------------------------- model loading
 def load_model(path: str | Path, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None) -> HNetForCausalLM:
-    """Load a saved model or the newest checkpoint of a run folder, in eval mode."""
-    folder = find_model_folder(path)
-    log.info("loading model from %s", folder)
-    model = HNetForCausalLM.from_pretrained(folder, device=device)
+    """Load a saved model, the newest checkpoint of a run folder, or a Hugging Face Hub
+    repository ``"org/name"`` / ``"org/name@revision"`` (a local path of that name wins; the
+    Hub cache and ``HF_HUB_OFFLINE`` apply), in eval mode."""
+    repo, _, revision = str(path).partition("@")
+    if isinstance(path, str) and is_repo_id(repo) and not Path(path).exists():
+        log.info("loading model from the Hub: %s (revision %s)", repo, revision or "main")
+        model = HNetForCausalLM.from_pretrained(repo, device=device, revision=revision or None)
+    else:
+        folder = find_model_folder(path)
+        log.info("loading model from %s", folder)
+        model = HNetForCausalLM.from_pretrained(folder, device=device)
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()

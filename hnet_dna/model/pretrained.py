@@ -162,6 +162,11 @@ def _fmt(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- the Hub
+def is_repo_id(name: str | Path) -> bool:
+    """``"org/name"`` that names no existing local path: a Hugging Face Hub repository."""
+    return isinstance(name, str) and bool(_REPO_ID.match(name)) and not Path(name).exists()
+
+
 def resolve_folder(
     name_or_path: str | Path,
     revision: str | None = None,
@@ -176,10 +181,7 @@ def resolve_folder(
     from) the huggingface_hub cache at ``revision`` (branch, tag or commit; default ``main``).
     """
     local = Path(name_or_path)
-    is_repo_id = (
-        isinstance(name_or_path, str) and bool(_REPO_ID.match(name_or_path)) and not local.exists()
-    )
-    if not is_repo_id:
+    if not is_repo_id(name_or_path):
         if revision is not None:
             raise ValueError(f"revision={revision!r} only applies to Hub repositories")
         _check_folder(local)

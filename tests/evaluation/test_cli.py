@@ -353,3 +353,42 @@ def test_embed_minus_strand_bed_region_is_the_reverse_complement(saved_model, fa
     bounds = read_boundaries_bed(tmp_path / "b.bed")
     assert expected and sorted(b.position for b in bounds if b.strand == "-") == expected
     assert all(300 <= b.position < 420 for b in bounds)
+
+
+def test_model_from_hub_cache_by_name_and_revision(saved_model, fasta_copy, tmp_path,
+                                                   monkeypatch, capsys):
+    """--model org/name[@revision] reads the huggingface_hub cache (offline here) and gives
+    the same embeddings as the folder it was made from; an unknown name is one line, exit 2."""
+    from eval_data import tiny_model
+
+    cache = tmp_path / "hub" / "models--org--tiny-hnet"
+    for ref, commit, folder in (("main", "a" * 40, saved_model), ("v1", "b" * 40, None)):
+        snapshot = cache / "snapshots" / commit
+        if folder is None:
+            tiny_model(1, seed=5).save_pretrained(snapshot)
+        else:
+            snapshot.mkdir(parents=True)
+            for f in folder.iterdir():
+                (snapshot / f.name).write_bytes(f.read_bytes())
+        (cache / "refs").mkdir(exist_ok=True)
+        (cache / "refs" / ref).write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)  # no local org/tiny-hnet folder
+    bed = tmp_path / "r.bed"
+    bed.write_text("z\t100\t180\tfirst\n")
+    common = ["--fasta", str(fasta_copy), "--bed", str(bed), "--window", "128", "--overlap", "32",
+              "--no-progress"]
+    embeddings = {}
+    for name, model in (("local", str(saved_model)), ("hub", "org/tiny-hnet"),
+                        ("v1", "org/tiny-hnet@v1")):
+        out = tmp_path / f"{name}.parquet"
+        assert main_embed(["--model", model, *common, "--out", str(out)]) == 0, name
+        embeddings[name] = np.stack(pl.read_parquet(out)["emb_final"].to_numpy())
+    assert np.array_equal(embeddings["hub"], embeddings["local"])
+    assert not np.allclose(embeddings["v1"], embeddings["local"])
+    capsys.readouterr()
+    assert main_embed(["--model", "org/missing", *common, "--out", str(tmp_path / "x.parquet")]
+                      ) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'org/missing'" in err[0] and "Hugging Face Hub" in err[0]

@@ -164,6 +164,34 @@ def lr_grid(results: list[dict[str, Any]]) -> pl.DataFrame:
             .sort("corpus", "family", "model"))
 
 
+def half_decade_step(lr: float, up: bool) -> float:
+    """The next LR on the 1-3-10 grid: 1e-3 -> 3e-3 -> 1e-2 up, 1e-3 -> 3e-4 down."""
+    exponent = math.floor(math.log10(lr) + 1e-9)
+    mantissa = lr / 10**exponent
+    if up:
+        return (3 if mantissa < 2 else 10) * 10.0**exponent
+    return (1 if mantissa > 2 else 0.3) * 10.0**exponent
+
+
+def lrs_to_widen(grid: pl.DataFrame) -> list[tuple[str, str, float]]:
+    """(corpus, model, lr): one more LR beyond each kept LR at the edge of its grid (below the
+    smallest or above the largest tried), so that running them makes the kept LR interior or
+    moves the edge outward."""
+    todo = []
+    for row in grid.filter(~pl.col("best_lr_interior")).iter_rows(named=True):
+        finite = [float(c.removeprefix("lr=")) for c in grid.columns
+                  if c.startswith("lr=") and row[c] is not None]
+        best = row["best_lr"]
+        # Largest finite one: go up (a diverged larger LR still leaves the half step between);
+        # smallest: go down; the only one: both ways.
+        directions = [up for up in (False, True)
+                      if (best >= max(finite) if up else best <= min(finite))]
+        for up in directions:
+            todo.append((row["corpus"], row["model"],
+                         float(f"{half_decade_step(best, up):.3g}")))
+    return todo
+
+
 def bases_to_match(best: pl.DataFrame, curves: pl.DataFrame) -> pl.DataFrame:
     """For every H-Net x baseline pair of a corpus: H-Net bases to reach the baseline's final
     bits/base, and baseline bases / H-Net bases."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from hnet_dna.baselines.aggregate import (
     LR_GRID_CSV,
@@ -18,6 +19,8 @@ from hnet_dna.baselines.aggregate import (
     RESULTS_MD,
     aggregate,
     first_crossing,
+    half_decade_step,
+    lrs_to_widen,
     markdown_table,
     value_at,
 )
@@ -135,6 +138,19 @@ def test_lr_grid_interior_and_diverged_runs(tmp_path):
     assert hnet["best_lr"] == 3e-3 and hnet["best_lr_interior"] is True
     iso = grid.filter(pl.col("model") == "iso").row(0, named=True)
     assert iso["best_lr"] == 1e-3 and iso["lr=0.01"] is None and not iso["best_lr_interior"]
+    # iso: its only finite LR is 1e-3 (1e-2 diverged): one half step each way; the H-Net: none.
+    assert lrs_to_widen(grid) == [("dna1", "iso", 3e-4), ("dna1", "iso", 3e-3)]
+    _run(tmp_path, "iso", "isotropic", 3e-3, [(1, 2.0), (4, 1.7)], flops=10.0)
+    assert lrs_to_widen(aggregate(tmp_path)["lr_grid"]) == [("dna1", "iso", 3e-4)]
+    _run(tmp_path, "iso", "isotropic", 3e-4, [(1, 2.0), (4, 1.65)], flops=10.0)
+    assert lrs_to_widen(aggregate(tmp_path)["lr_grid"]) == []
+
+
+def test_half_decade_steps():
+    assert [half_decade_step(x, up=True) for x in (1e-3, 3e-3, 1e-2)] == pytest.approx(
+        [3e-3, 1e-2, 3e-2])
+    assert [half_decade_step(x, up=False) for x in (1e-3, 3e-3, 3e-4)] == pytest.approx(
+        [3e-4, 1e-3, 1e-4])
 
 
 def test_markdown_table_formats_missing_and_large_values():

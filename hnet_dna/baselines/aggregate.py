@@ -164,6 +164,23 @@ def lr_grid(results: list[dict[str, Any]]) -> pl.DataFrame:
             .sort("corpus", "family", "model"))
 
 
+TUNING_SEED = 0
+SEEDS_CSV = "seeds.csv"
+
+
+def seed_replicates(results: list[dict[str, Any]]) -> pl.DataFrame:
+    """Per (corpus, model, lr) run with more than one seed: final held-out bits/base of every
+    seed, their mean and spread (max - min): the noise floor for comparing models."""
+    frame = pl.DataFrame([{"corpus": r["corpus"], "model": r["model"], "lr": float(r["lr"]),
+                           "seed": int(r["seed"]), "final_bpb": r["final"].get("bpb")}
+                          for r in results])
+    return (frame.sort("seed").group_by("corpus", "model", "lr", maintain_order=True)
+            .agg(pl.col("seed").alias("seeds"), pl.col("final_bpb").alias("final_bpb_per_seed"),
+                 pl.col("final_bpb").mean().alias("mean_final_bpb"),
+                 (pl.col("final_bpb").max() - pl.col("final_bpb").min()).alias("spread"))
+            .filter(pl.col("seeds").list.len() > 1).sort("corpus", "model", "lr"))
+
+
 def half_decade_step(lr: float, up: bool) -> float:
     """The next LR on the 1-3-10 grid: 1e-3 -> 3e-3 -> 1e-2 up, 1e-3 -> 3e-4 down."""
     exponent = math.floor(math.log10(lr) + 1e-9)
@@ -299,6 +316,12 @@ def aggregate(root: str | Path, out: str | Path | None = None, command: str = ""
     results, problems, curves = collect(root)
     if not results:
         raise FileNotFoundError(f"no finished run under {root / 'runs'}")
+    replicates = seed_replicates(results)
+    # LR choice and every figure use the tuning seed (0); other seeds only measure the spread.
+    results = [r for r in results if int(r["seed"]) == TUNING_SEED]
+    curves = curves.filter(pl.col("seed") == TUNING_SEED)
+    if not results:
+        raise FileNotFoundError(f"no finished seed-{TUNING_SEED} run under {root / 'runs'}")
     best = equal_flops(best_lr(results), curves)
     hnet_flops = best.filter(pl.col("family") == "hnet").group_by("corpus").agg(
         pl.col("flops_per_base").mean().alias("hnet_flops"))
@@ -307,6 +330,11 @@ def aggregate(root: str | Path, out: str | Path | None = None, command: str = ""
     match = bases_to_match(best, curves)
     grid = lr_grid(results)
     grid.write_csv(out / LR_GRID_CSV)
+    if len(replicates):
+        replicates.with_columns(
+            pl.col("seeds").cast(pl.List(pl.String)).list.join(";"),
+            pl.col("final_bpb_per_seed").cast(pl.List(pl.String)).list.join(";"),
+        ).write_csv(out / SEEDS_CSV)
     extra = [c for c in best.columns
              if c.startswith("final_") and c.endswith("_bpb") and c != "final_bpb"]
     table = best.select(*RESULT_COLUMNS[:4], *extra, *RESULT_COLUMNS[4:])
@@ -335,6 +363,14 @@ def aggregate(root: str | Path, out: str | Path | None = None, command: str = ""
         parts += ["Kept LR at the edge of its grid: " + ", ".join(
             f"{r['corpus']}/{r['model']} ({r['best_lr']:g})"
             for r in edge.iter_rows(named=True)) + ".", ""]
+    if len(replicates):
+        parts += ["## Seed replicates (the tables above use seed 0)", "",
+                  markdown_table(replicates.with_columns(
+                      pl.col("seeds").cast(pl.List(pl.String)).list.join(", "),
+                      pl.col("final_bpb_per_seed").list.eval(pl.element().round(4))
+                      .cast(pl.List(pl.String)).list.join(", "))), "",
+                  "`spread` = max - min final bits/base over the seeds of one (model, LR): "
+                  "differences between models smaller than this are not resolved.", ""]
     if len(match):
         parts += ["## H-Net bases to match each baseline's final bits per base", "",
                   markdown_table(match), "", "ratio = baseline bases / H-Net bases to reach "
@@ -346,4 +382,4 @@ def aggregate(root: str | Path, out: str | Path | None = None, command: str = ""
               f"![bits per base vs FLOPs]({PLOT_FLOPS})", ""]
     (out / RESULTS_MD).write_text("\n".join(parts))
     return {"results": table, "match": match, "problems": problems_frame, "curves": curves,
-            "lr_grid": grid}
+            "lr_grid": grid, "seeds": replicates}

@@ -42,8 +42,8 @@ def test_value_at_inside_range_only():
 
 
 def _run(root: Path, model: str, family: str, lr: float, curve: list[tuple[int, float]],
-         flops: float) -> None:
-    folder = root / "runs" / "dna1" / model / f"lr{lr:g}-seed0"
+         flops: float, seed: int = 0) -> None:
+    folder = root / "runs" / "dna1" / model / f"lr{lr:g}-seed{seed}"
     folder.mkdir(parents=True)
     with open(folder / "metrics.jsonl", "w") as handle:
         for step, value in curve:
@@ -58,7 +58,7 @@ def _run(root: Path, model: str, family: str, lr: float, curve: list[tuple[int, 
     bases = curve[-1][0] * 100
     result = {
         "status": "finished", "corpus": "dna1", "kind": "dna", "model": model,
-        "family": family, "tokenizer": "unit", "layout": "[]", "lr": lr, "seed": 0,
+        "family": family, "tokenizer": "unit", "layout": "[]", "lr": lr, "seed": seed,
         "bases": bases, "steps": curve[-1][0],
         "final": {"bpb": curve[-1][1], "other_bpb": curve[-1][1] + 0.2},
         "params": 1000, "non_embedding_params": 900, "flops_per_base": flops,
@@ -144,6 +144,24 @@ def test_lr_grid_interior_and_diverged_runs(tmp_path):
     assert lrs_to_widen(aggregate(tmp_path)["lr_grid"]) == [("dna1", "iso", 3e-4)]
     _run(tmp_path, "iso", "isotropic", 3e-4, [(1, 2.0), (4, 1.65)], flops=10.0)
     assert lrs_to_widen(aggregate(tmp_path)["lr_grid"]) == []
+
+
+def test_other_seeds_give_the_spread_and_never_the_choice(tmp_path):
+    """A lucky seed 1 at another LR must not change the kept LR or the numbers (seed 0 is the
+    tuning seed); replicates are reported with their spread."""
+    _run(tmp_path, "hnet", "hnet", 1e-3, [(1, 2.0), (4, 1.5)], flops=10.0)
+    _run(tmp_path, "hnet", "hnet", 3e-3, [(1, 2.0), (4, 1.3)], flops=10.0)
+    _run(tmp_path, "hnet", "hnet", 3e-3, [(1, 2.0), (4, 1.35)], flops=10.0, seed=1)
+    _run(tmp_path, "hnet", "hnet", 1e-3, [(1, 2.0), (4, 1.1)], flops=10.0, seed=2)
+    _run(tmp_path, "iso", "isotropic", 1e-3, [(1, 2.0), (4, 1.6)], flops=10.0)
+    frames = aggregate(tmp_path)
+    hnet = frames["results"].filter(pl.col("model") == "hnet").row(0, named=True)
+    assert hnet["lr"] == 3e-3 and hnet["final_bpb"] == 1.3
+    seeds = frames["seeds"].filter(pl.col("lr") == 3e-3).row(0, named=True)
+    assert seeds["seeds"] == [0, 1] and seeds["final_bpb_per_seed"] == [1.3, 1.35]
+    assert math.isclose(seeds["spread"], 0.05) and math.isclose(seeds["mean_final_bpb"], 1.325)
+    assert set(frames["curves"]["seed"].to_list()) == {0}
+    assert "## Seed replicates" in (tmp_path / RESULTS_MD).read_text()
 
 
 def test_half_decade_steps():

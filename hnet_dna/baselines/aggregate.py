@@ -349,14 +349,15 @@ def aggregate(root: str | Path, out: str | Path | None = None, command: str = ""
     parts = [f"# Data-efficiency sweep: {root.name}", ""]
     if command:
         parts += ["Made with:", "", "```", command, "```", ""]
-    parts += ["## Final held-out bits per base (best LR per model)", "", markdown_table(table),
+    parts += ["## Final held-out bits per base (best LR per model)", "",
+              markdown_table(table, floats=5),
               "", "FLOPs are forward FLOPs per base at the realised compression / tokens per "
               "base (`_target`: at the H-Net's target compression; training ~3x); "
               "`bpb_at_equal_flops` reads each curve at the corpus's smallest total training "
               "FLOPs.", ""]
     edge = grid.filter(~pl.col("best_lr_interior"))
     parts += ["## Learning-rate grid: final held-out bits per base at every LR tried", "",
-              markdown_table(grid.drop("family")), "",
+              markdown_table(grid.drop("family"), floats=5), "",
               "The kept LR is the lowest final bits/base of its row; `best_lr_interior` is false "
               "where it is the smallest or largest LR tried (widen the grid there).", ""]
     if len(edge):
@@ -365,10 +366,7 @@ def aggregate(root: str | Path, out: str | Path | None = None, command: str = ""
             for r in edge.iter_rows(named=True)) + ".", ""]
     if len(replicates):
         parts += ["## Seed replicates (the tables above use seed 0)", "",
-                  markdown_table(replicates.with_columns(
-                      pl.col("seeds").cast(pl.List(pl.String)).list.join(", "),
-                      pl.col("final_bpb_per_seed").list.eval(pl.element().round(4))
-                      .cast(pl.List(pl.String)).list.join(", "))), "",
+                  markdown_table(replicates, floats=5), "",
                   "`spread` = max - min final bits/base over the seeds of one (model, LR): "
                   "differences between models smaller than this are not resolved.", ""]
     if len(match):

@@ -16,7 +16,9 @@ from hnet_dna.model.norm import RMSNormGated, gated_rms_norm
 
 
 @pytest.fixture(autouse=True)
-def _reset_compile():
+def _reset_compile(monkeypatch):
+    # Tiny shapes (compiling is slow here): let them take the compiled path.
+    monkeypatch.setattr(gated_rms_norm, "min_numel", 0)
     yield
     mc.set_compile(None)
 
@@ -80,7 +82,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
     """A compiler that raises: the result is the eager one, a warning is logged once, and the
     function is not tried again."""
     monkeypatch.setattr(torch, "compile", _raise)
-    fn = mc.Fusable(gated_rms_norm.fn)
+    fn = mc.Fusable(gated_rms_norm.fn, min_numel=0)
     x, z, w = torch.randn(2, 4, 8), torch.randn(2, 4, 8), torch.rand(8)
     mc.set_compile(True)
     with caplog.at_level(logging.WARNING, logger=mc.__name__):
@@ -98,7 +100,7 @@ def test_runtime_failure_of_compiled_fn_falls_back(monkeypatch):
     """Inductor errors surface at the first call of the compiled function, not at
     torch.compile: those fall back too."""
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: _raise)
-    fn = mc.Fusable(gated_rms_norm.fn)
+    fn = mc.Fusable(gated_rms_norm.fn, min_numel=0)
     args = (torch.randn(2, 5, 12), torch.randn(2, 5, 12), torch.rand(12), 1e-5, 6, True)
     mc.set_compile(True)
     out = fn(*args)
@@ -110,7 +112,7 @@ def test_float64_and_disabled_stay_eager(monkeypatch):
     """float64 (the oracle checks) never compiles, nor does anything while compile is off:
     both give bit-identical eager results."""
     monkeypatch.setattr(torch, "compile", lambda *a, **k: pytest.fail("torch.compile called"))
-    fn = mc.Fusable(gated_rms_norm.fn)
+    fn = mc.Fusable(gated_rms_norm.fn, min_numel=0)
     x, z = torch.randn(2, 4, 8, dtype=torch.float64), torch.randn(2, 4, 8, dtype=torch.float64)
     w = torch.rand(8, dtype=torch.float64)
     mc.set_compile(True)
@@ -120,3 +122,29 @@ def test_float64_and_disabled_stay_eager(monkeypatch):
     assert torch.equal(fn(xf, zf, wf, 1e-5, 8, False),
                        gated_rms_norm.fn(xf, zf, wf, 1e-5, 8, False))
     assert not fn.failed
+
+
+def test_small_inputs_stay_eager(monkeypatch):
+    """Below ``min_numel`` elements (decoding: one token per row) the call is eager and
+    bit-identical; from ``min_numel`` on the compiled function runs."""
+    compiled_calls = []
+
+    def fake_compile(fn, **kw):
+        def run(*args):
+            compiled_calls.append(args[0].shape)
+            return fn(*args)
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    fn = mc.Fusable(gated_rms_norm.fn)
+    assert fn.min_numel == mc.MIN_COMPILED_NUMEL
+    mc.set_compile(True)
+    w = torch.rand(256)
+    step = torch.randn(4, 1, 256), torch.randn(4, 1, 256)  # a decoding step
+    eager = gated_rms_norm.fn(*step, w, 1e-5, 256, False)
+    assert torch.equal(fn(*step, w, 1e-5, 256, False), eager)
+    assert compiled_calls == []
+    rows = -(-mc.MIN_COMPILED_NUMEL // 256)
+    big = torch.randn(1, rows, 256), torch.randn(1, rows, 256)
+    fn(*big, w, 1e-5, 256, False)
+    assert compiled_calls == [torch.Size([1, rows, 256])]

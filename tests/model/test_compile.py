@@ -12,13 +12,14 @@ import torch
 
 from hnet_dna.model import compile as mc
 from hnet_dna.model.mamba2 import Mamba2
-from hnet_dna.model.norm import RMSNormGated, gated_rms_norm
+from hnet_dna.model.norm import RMSNorm, RMSNormGated, fused_rms_norm, gated_rms_norm
 
 
 @pytest.fixture(autouse=True)
 def _reset_compile(monkeypatch):
     # Tiny shapes (compiling is slow here): let them take the compiled path.
     monkeypatch.setattr(gated_rms_norm, "min_numel", 0)
+    monkeypatch.setattr(fused_rms_norm, "min_numel", 0)
     yield
     mc.set_compile(None)
 
@@ -76,6 +77,31 @@ def test_compiled_grouped_norm_equals_eager_fp32():
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
     for a, b in zip(gout, gref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_block_norm_equals_eager_fp32():
+    """The blocks' RMSNorm through inductor: output and gradients (input, weight) match eager
+    fp32 to 1e-5 relative; float64 stays eager and bit-identical."""
+    torch.manual_seed(2)
+    norm = RMSNorm(24)
+    norm.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(3, 7, 24, requires_grad=True)
+    mc.set_compile(False)
+    ref = norm(x)
+    gref = torch.autograd.grad(ref.square().sum(), (x, norm.weight))
+    mc.set_compile(True)
+    out = norm(x)
+    gout = torch.autograd.grad(out.square().sum(), (x, norm.weight))
+    assert not fused_rms_norm.failed and fused_rms_norm._compiled is not None
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(gout, gref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    norm64, x64 = norm.double(), x.detach().double()
+    mc.set_compile(False)
+    eager64 = norm64(x64)
+    mc.set_compile(True)
+    assert torch.equal(norm64(x64), eager64)
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):

@@ -54,10 +54,11 @@ workers) is a separate script, run on its own: `python benchmarks/bench_loader.p
   SwiGLU width for the closest training FLOPs per base; the remaining gap is listed, and the
   `equal-FLOP` ratio divides it out (H-Net FLOP/s over the baseline's).
 * **Compile**: with `--compile` every case runs with `HNET_DNA_COMPILE=1` (the Mamba-2 gated
-  norm and the blocks' RMSNorms through inductor, `hnet_dna/model/compile.py`) and one extra untimed step that compiles,
-  so compile time is not timed (the peak memory is that of an eager step); the `compile` column
-  of the Machine table says which results used it. The baselines compile the same norms
-  (the Transformers their block norms, the Mamba-2 ones also their gated norms).
+  norm and the blocks' RMSNorms through inductor, `hnet_dna/model/compile.py`) and one extra
+  untimed step that compiles, so compile time is not timed (the peak memory is that of an eager
+  step); the `compile` column of the Machine table says which results used it. The baselines
+  compile the same norms (the Transformers their block norms, the Mamba-2 ones also their gated
+  norms).
 * **Routing calibration**: a fresh H-Net's boundary rate is arbitrary, while training drives it to
   N = 3 tokens per chunk, and the work per base depends on it. Each routing module's `W_q` is set
   to `I + lambda v v^T` (`v` the mean encoder direction) with lambda bisected so ~1/3 of the

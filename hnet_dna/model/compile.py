@@ -2,9 +2,10 @@
 
 On CPU at the widths this project trains (d 128-192), a Mamba-2 layer is bound by passes over
 memory, not by its matmuls: the gated norm alone makes ~10 passes forward and backward over
-(B, L, d_inner), each block's RMSNorm ~6 over (B, L, d_model). Inductor fuses such chains into a few loops. Compilation costs tens of seconds
-per chain and shape class on a small CPU, so it is opt-in, for long runs (training,
-benchmarks): ``HNET_DNA_COMPILE=1`` or ``set_compile(True)``.
+(B, L, d_inner), each block's RMSNorm ~6 over (B, L, d_model). Inductor fuses such chains
+into a few loops. Compilation costs tens of seconds per chain and shape class on a small CPU,
+so it is opt-in, for long runs (training, benchmarks): ``HNET_DNA_COMPILE=1`` or
+``set_compile(True)``.
 
 Only float32 / bfloat16 / float16 tensors take the compiled path: float64 (the reference checks
 against the official H-Net) always runs eager, so the oracle numerics are untouched. If

@@ -127,10 +127,12 @@ MISSED_NOTE = (
     "Why the missed rows miss, measured layer by layer: [PROFILE.md](PROFILE.md). The 2-stage "
     "H-Net's FLOPs sit in width-128 Mamba-2 and window-attention layers that run at 20-29 "
     "GFLOP/s against 35-47 for the matched Transformer's width-192 layers; compiling the "
-    "elementwise chains gains ~10% per Mamba-2 layer, and the rest is the chunked scan's small "
-    "batched matmuls and decay matrices (a fused scan kernel or wider inner stages would be "
-    "needed). The 1-stage H-Net's 32 kb / 1 kb time per base follows its global attention's "
-    "counted FLOPs (3.9x).")
+    "elementwise chains (gated norm, block norms) gains ~10% per Mamba-2 layer, and the rest is "
+    "the chunked scan's small batched matmuls and decay matrices (a fused scan kernel or wider "
+    "inner stages would be needed). Two runs of the same code on this machine gave the "
+    "2-stage ratios 0.67-0.79 / 0.68-0.82 / 0.71-0.77 at 1 / 4 / 16 kb: case medians move "
+    "10-15% between runs, so single rows near 0.8 are not conclusive. The 1-stage H-Net's "
+    "32 kb / 1 kb time per base follows its global attention's counted FLOPs (3.9x).")
 
 
 def _load(results: Path, name: str) -> dict[str, Any] | None:

@@ -14,8 +14,8 @@ inductor bug), a warning is logged once and that function runs eager from then o
 
 Small inputs also run eager: a compiled call pays tens of microseconds of guard checks, more
 than the fusion saves below ~10^5 elements (the gated norm at width 256, CPU, fp32: compiled
-1.1-1.4x slower up to 256 rows, 2-4x faster from 1024 rows, forward and backward). Decoding, one
-token per row, therefore never takes the compiled path.
+1.1-1.4x slower up to 256 rows, 2-4x faster from 1024 rows, forward and backward). Decoding,
+one token per row, therefore stays eager unless batch x width reaches 2^17.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ class Fusable:
 
     Eligible: compilation enabled, every tensor argument in a fast dtype (never float64), the
     largest one with at least ``min_numel`` elements, not already inside a ``torch.compile``
-    trace. The compiled function is built on first use with
-    dynamic shapes (sequence lengths vary from batch to batch inside an H-Net).
+    trace. The compiled function is built on first use with dynamic shapes (sequence lengths
+    vary from batch to batch inside an H-Net).
     """
 
     def __init__(self, fn: Callable[..., Any], min_numel: int = MIN_COMPILED_NUMEL) -> None:

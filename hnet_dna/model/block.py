@@ -48,9 +48,15 @@ class Block(nn.Module):
         mask: Tensor | None = None,
         seq_idx: Tensor | None = None,
         cache: Any = None,
+        extend: bool = False,
     ) -> Tensor:
+        """``extend``: continue from ``cache`` (the mixer's ``extend``) instead of prefilling."""
         dtype = self.norm1.weight.dtype
-        h = self.mixer(self.norm1(residual.to(dtype)), mask=mask, seq_idx=seq_idx, cache=cache)
+        x = self.norm1(residual.to(dtype))
+        if extend:
+            h = self.mixer.extend(x, cache, mask=mask)
+        else:
+            h = self.mixer(x, mask=mask, seq_idx=seq_idx, cache=cache)
         residual = residual + h.to(residual.dtype)
         if self.mlp is not None:
             residual = residual + self.mlp(self.norm2(residual.to(dtype))).to(residual.dtype)

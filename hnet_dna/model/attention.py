@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hnet_dna.model.rotary import RotaryEmbedding, sequence_positions, sequence_starts
+from hnet_dna.model.utils import on_valid
 
 try:  # Optional fast path; absent on CPU-only installs.
     from flash_attn import flash_attn_func, flash_attn_varlen_func
@@ -367,7 +368,8 @@ class CausalMHA(nn.Module):
         if end > cache.max_seqlen:
             raise ValueError(f"extending to {end} tokens exceeds cache max_seqlen "
                              f"{cache.max_seqlen}")
-        q, k, v = self._qkv(x)
+        qkv = on_valid(self.Wqkv, mask, x).view(batch, length, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.unbind(dim=2)
         if self.rotary_emb is not None:
             q, k = self.rotary_emb(q, k, positions)
         rows = torch.arange(batch, device=x.device)[:, None].expand(-1, length)[valid]
@@ -386,7 +388,8 @@ class CausalMHA(nn.Module):
             attn_mask=visible[:, None],
             scale=self.softmax_scale,
         )  # (B, H, L, hd)
-        return self.out_proj(out.transpose(1, 2).reshape(batch, length, self.d_model))
+        return on_valid(self.out_proj, mask,
+                        out.transpose(1, 2).reshape(batch, length, self.d_model))
 
     def extra_repr(self) -> str:
         return (

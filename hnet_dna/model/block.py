@@ -16,6 +16,7 @@ from hnet_dna.model.attention import CausalMHA
 from hnet_dna.model.mamba2 import Mamba2
 from hnet_dna.model.mlp import SwiGLU
 from hnet_dna.model.norm import RMSNorm
+from hnet_dna.model.utils import on_valid
 
 
 class Block(nn.Module):
@@ -59,7 +60,11 @@ class Block(nn.Module):
             h = self.mixer(x, mask=mask, seq_idx=seq_idx, cache=cache)
         residual = residual + h.to(residual.dtype)
         if self.mlp is not None:
-            residual = residual + self.mlp(self.norm2(residual.to(dtype))).to(residual.dtype)
+            def mlp(r: Tensor) -> Tensor:
+                return self.mlp(self.norm2(r.to(dtype)))
+
+            residual = residual + (on_valid(mlp, mask, residual) if extend
+                                   else mlp(residual)).to(residual.dtype)
         return residual
 
     def step(self, residual: Tensor, cache: Any, active: Tensor | None = None) -> Tensor:

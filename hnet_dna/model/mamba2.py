@@ -25,7 +25,7 @@ from hnet_dna.model.ops.ssd import (
     kernels_disabled,
     ssd_scan,
 )
-from hnet_dna.model.utils import accumulation_dtype
+from hnet_dna.model.utils import accumulation_dtype, on_valid
 
 __all__ = ["Mamba2", "Mamba2Cache", "balanced_chunk"]
 
@@ -268,10 +268,8 @@ class Mamba2(nn.Module):
         Bsz, L, _ = x.shape
         K = self.d_conv
         z, xBC, dt = torch.split(
-            self.in_proj(x), [self.d_inner, self.conv_dim, self.nheads], dim=-1
-        )
-        if mask is not None:
-            xBC = xBC * mask.unsqueeze(-1).to(xBC.dtype)
+            on_valid(self.in_proj, mask, x), [self.d_inner, self.conv_dim, self.nheads], dim=-1
+        )  # zeros at padding
         # The cached last K conv inputs go before the new ones (contiguous, which the shifted
         # adds of the conv also prefer); outputs at the history positions are dropped.
         full = torch.cat([cache.conv_state.transpose(1, 2).to(xBC.dtype), xBC], dim=1)
@@ -298,8 +296,8 @@ class Mamba2(nn.Module):
         conv_state = full.gather(1, idx.unsqueeze(-1).expand(Bsz, K, self.conv_dim))
         cache.conv_state = conv_state.transpose(1, 2).to(cache.conv_state.dtype).contiguous()
         cache.ssm_state = final_state.to(cache.ssm_state.dtype)
-        y = self.norm(y.reshape(Bsz, L, self.d_inner), z)
-        return self.out_proj(y)
+        return on_valid(lambda y, z: self.out_proj(self.norm(y, z)), mask,
+                        y.reshape(Bsz, L, self.d_inner), z)
 
     # ------------------------------------------------------------------ decoding
     def allocate_cache(

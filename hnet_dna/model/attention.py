@@ -364,7 +364,7 @@ class CausalMHA(nn.Module):
         start = cache.lengths
         positions = start[:, None] + torch.arange(length, device=x.device)  # (B, L)
         valid = torch.ones_like(positions, dtype=torch.bool) if mask is None else mask
-        end = int((start + valid.sum(1)).max())
+        end, cached = (int(t) for t in torch.stack([(start + valid.sum(1)).max(), start.max()]))
         if end > cache.max_seqlen:
             raise ValueError(f"extending to {end} tokens exceeds cache max_seqlen "
                              f"{cache.max_seqlen}")
@@ -377,19 +377,21 @@ class CausalMHA(nn.Module):
         cache.k[rows, slots] = k[valid].detach().to(cache.k.dtype)
         cache.v[rows, slots] = v[valid].detach().to(cache.v.dtype)
         cache.lengths.add_(valid.sum(1).to(cache.lengths.dtype))
-        diff = positions[:, :, None] - torch.arange(end, device=x.device)  # query - key
-        visible = diff >= 0
-        if self.window_size >= 0:
-            visible = visible & (diff <= self.window_size)
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2),
-            cache.k[:, :end].to(q.dtype).transpose(1, 2),
-            cache.v[:, :end].to(q.dtype).transpose(1, 2),
-            attn_mask=visible[:, None],
-            scale=self.softmax_scale,
-        )  # (B, H, L, hd)
-        return on_valid(self.out_proj, mask,
-                        out.transpose(1, 2).reshape(batch, length, self.d_model))
+        if cached == 0:  # nothing cached: plain self-attention (causal kernels, local blocks)
+            out = self._flash(q, k, v, None) if _flash_usable(q) else self._sdpa(q, k, v, None)
+        else:
+            keys = torch.arange(end, device=x.device)
+            visible = keys <= positions[:, :, None]  # (B, L, end)
+            if self.window_size >= 0:
+                visible = visible & (keys >= positions[:, :, None] - self.window_size)
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2),
+                cache.k[:, :end].to(q.dtype).transpose(1, 2),
+                cache.v[:, :end].to(q.dtype).transpose(1, 2),
+                attn_mask=visible[:, None],
+                scale=self.softmax_scale,
+            ).transpose(1, 2)  # (B, L, H, hd)
+        return on_valid(self.out_proj, mask, out.reshape(batch, length, self.d_model))
 
     def extra_repr(self) -> str:
         return (

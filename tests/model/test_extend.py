@@ -75,8 +75,8 @@ def _segment(ids: torch.Tensor, starts: list[int], ends: list[int]):
 @torch.no_grad()
 def test_extend_in_ragged_segments_equals_the_full_forward(name):
     """Rows split at different places into three segments (one row has an empty middle one),
-    prefilled by the forward with a cache, then extended twice: every new position's logits
-    equal the full forward's, and a step after them too."""
+    prefilled by the forward with a cache or by extend on a fresh one, then extended twice:
+    every new position's logits equal the full forward's, and a step after them too."""
     model = _model(name)
     ids = _ids(4, LENGTH + 1)
     full = model(ids).logits
@@ -84,20 +84,23 @@ def test_extend_in_ragged_segments_equals_the_full_forward(name):
         rate = float(model(ids).routing[0].boundary_mask.double().mean())
         assert 0.15 < rate < 0.85, rate  # boundaries both ways
     cuts = [[9, 25], [1, 33], [17, 17], [30, 38]]  # per row: prefix end, middle end
-    cache = model.allocate_inference_cache(4, LENGTH + 1)
     pre, pre_mask = _segment(ids, [0] * 4, [c[0] for c in cuts])
-    prefill = model(pre, mask=pre_mask, cache=cache).logits
-    for b, (c, _) in enumerate(cuts):
-        torch.testing.assert_close(prefill[b, :c], full[b, :c], rtol=0, atol=1e-12)
-    bounds = [[c[0] for c in cuts], [c[1] for c in cuts], [LENGTH] * 4]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
-        seg, mask = _segment(ids, lo, hi)
-        out = model.extend(seg, cache, mask=mask).logits
-        for b in range(4):
-            torch.testing.assert_close(out[b, : hi[b] - lo[b]], full[b, lo[b]:hi[b]],
-                                       rtol=0, atol=1e-12)
-    step = model.step(ids[:, LENGTH], cache)
-    torch.testing.assert_close(step, full[:, LENGTH], rtol=0, atol=1e-12)
+    for prefill_with in ("forward", "extend"):  # the prefill itself: either path
+        cache = model.allocate_inference_cache(4, LENGTH + 1)
+        run = model if prefill_with == "forward" else model.extend
+        prefill = (run(pre, mask=pre_mask, cache=cache) if prefill_with == "forward"
+                   else run(pre, cache, mask=pre_mask)).logits
+        for b, (c, _) in enumerate(cuts):
+            torch.testing.assert_close(prefill[b, :c], full[b, :c], rtol=0, atol=1e-12)
+        bounds = [[c[0] for c in cuts], [c[1] for c in cuts], [LENGTH] * 4]
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
+            seg, mask = _segment(ids, lo, hi)
+            out = model.extend(seg, cache, mask=mask).logits
+            for b in range(4):
+                torch.testing.assert_close(out[b, : hi[b] - lo[b]], full[b, lo[b]:hi[b]],
+                                           rtol=0, atol=1e-12)
+        step = model.step(ids[:, LENGTH], cache)
+        torch.testing.assert_close(step, full[:, LENGTH], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["mamba2", "1stage", "2stage"])

@@ -9,7 +9,7 @@ DIR`` adds a case running the hnet_dna of another checkout (e.g. the main branch
 change), whole windows being all it has; without it, "whole" is this checkout's
 ``share_prefix=False`` path, which is that same computation.
 
-    python benchmarks/variant_rate.py --baseline /path/to/main [--models hnet_1stage ...]
+    python benchmarks/variant_rate.py --baseline /path/to/main --readme benchmarks/README.md
     python -m benchmarks.run --only variant_rate      # the suite's row (no baseline)
 """
 
@@ -169,22 +169,35 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / f"{NAME}.json")
+    p.add_argument("--readme", type=Path, default=None,
+                   help="regenerate this summary (benchmarks/README.md) from the results folder")
     args = p.parse_args(argv)
     if args.case:
         print(json.dumps(case(json.loads(args.case))))
         return
-    load = os.getloadavg()
-    result = {m: measure(m, args.window, args.batch_size, args.variants,
-                         not args.forward_only, args.repeats, args.threads, args.baseline)
-              for m in args.models}
-    payload = {"benchmark": NAME, "load_average_before": load,
-               "load_average_after": os.getloadavg(), "result": result,
-               "baseline": str(args.baseline) if args.baseline else None,
-               "when": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+    from benchmarks import report
+    from benchmarks.run import BENCHMARKS
+    from benchmarks.timing import load_average, machine_info, matmul_flops
+
+    t0 = time.perf_counter()
+    payload: dict[str, Any] = {
+        "benchmark": NAME, "machine": machine_info(args.threads),
+        "matmul_peak": matmul_flops(args.threads),
+        "options": {"quick": False, "threads": args.threads, "repeats": args.repeats,
+                    "baseline": str(args.baseline) if args.baseline else None}}
+    payload["result"] = {m: measure(m, args.window, args.batch_size, args.variants,
+                                    not args.forward_only, args.repeats, args.threads,
+                                    args.baseline) for m in args.models}
+    payload["load_average_after"] = load_average()
+    payload["seconds"] = time.perf_counter() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1) + "\n")
-    print("\n".join(summarize(result)))
-    print(f"load average {load} -> {os.getloadavg()}; -> {args.out}")
+    print("\n".join(summarize(payload["result"])))
+    print(f"load average {payload['machine']['load_average']} -> "
+          f"{payload['load_average_after']}; -> {args.out}")
+    if args.readme is not None:
+        args.readme.write_text(report.render(args.out.parent, BENCHMARKS))
+        print(f"summary -> {args.readme}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from hnet_dna.model.config import FOLDER_METADATA_KEYS, HNetConfig
-from hnet_dna.model.weights import WeightsError, read_config
+from hnet_dna.model.weights import WeightsError, check_finite, read_config, read_config_json
 
 MODEL_TYPE = "hnet_dna"
 CONFIG_NAME = "config.json"
@@ -83,10 +83,7 @@ def folder_config(
 def read_folder_config(folder: Path) -> tuple[HNetConfig, dict[str, Any]]:
     """(model config, metadata) from ``folder/config.json``; older folders have no metadata."""
     path = folder / CONFIG_NAME
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise WeightsError(f"{path}: not a JSON model config ({err})") from None
+    data = read_config_json(path)
     model_type = data.get("model_type", MODEL_TYPE)
     if model_type != MODEL_TYPE:
         raise WeightsError(
@@ -290,17 +287,27 @@ def official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as err:  # UnpicklingError and friends: say which file and why
+    except Exception as err:  # UnpicklingError and friends: say which file and why, in one line
         raise ValueError(
             f"{path}: not a torch state dict loadable with weights_only=True "
-            f"({type(err).__name__}: {err})"
-        ) from err
+            f"({type(err).__name__}: {_torch_load_reason(err)})"
+        ) from None
     if not isinstance(state, Mapping):
         raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(state)}")
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise ValueError(f"{path}: entries that are not tensors: {not_tensors[:5]}")
+    check_finite(state, path)  # refused here, not after conversion by from_pretrained
     return dict(state)
+
+
+def _torch_load_reason(err: Exception) -> str:
+    """What torch.load refused, without its advice to retry with ``weights_only=False`` (which
+    would run the pickle's code): the ``WeightsUnpickler error`` sentence, else the first line."""
+    text = str(err)
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)", text, re.DOTALL)
+    reason = found.group(1) if found else text.strip().splitlines()[0] if text.strip() else ""
+    return " ".join(reason.split())
 
 
 def check_state_keys(expected: Mapping[str, torch.Tensor], state: Mapping[str, Any], source: str):

@@ -24,7 +24,8 @@ from pathlib import Path
 from hnet_dna.errors import OutputError
 
 __all__ = [
-    "atomic_output", "check_output", "check_outputs", "current_umask", "is_disk_full",
+    "atomic_output", "check_free_space", "check_output", "check_outputs", "current_umask",
+    "is_disk_full",
     "same_file", "sigterm_cleanup",
 ]
 
@@ -73,13 +74,23 @@ def check_output(
         raise OutputError(f"cannot write {what} {path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {what} {path}: folder {parent} is not writable")
-    if min_free_bytes > 0:
-        free = shutil.disk_usage(parent).free
-        if free < min_free_bytes:
-            raise OutputError(
-                f"not enough free space for {what} {path}: about {min_free_bytes:,} bytes "
-                f"needed, {free:,} free in {parent}")
+    check_free_space(path, min_free_bytes, what)
     return path
+
+
+def check_free_space(path: PathLike, min_free_bytes: int, what: str = "output") -> None:
+    """Refuse (:class:`OutputError`) when the file system of ``path``'s folder has less than
+    ``min_free_bytes`` free: a rough estimate, checked before writing, so a command stops
+    with the size it needs rather than on a full disk."""
+    if min_free_bytes <= 0:
+        return
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    free = shutil.disk_usage(parent).free
+    if free < min_free_bytes:
+        raise OutputError(
+            f"not enough free space for {what} {path}: about {min_free_bytes:,} bytes "
+            f"needed, {free:,} free in {parent}")
 
 
 def check_outputs(

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from hnet_dna.errors import InputError
-from hnet_dna.outputs import check_output, check_outputs
+from hnet_dna.outputs import check_free_space, check_outputs
 from hnet_dna.training.distributed import resolve_device
 
 log = logging.getLogger("hnet_dna.evaluation")
@@ -131,9 +131,8 @@ def _check_outputs(paths: Sequence, inputs: Sequence, overwrite: bool,
     a rough free-space estimate for all of them together."""
     checked = check_outputs(paths, inputs=[i for i in inputs if i is not None],
                             overwrite=overwrite)
-    if checked and free_bytes > 0:
-        check_output(checked[0], inputs=[], overwrite=True, min_free_bytes=free_bytes,
-                     what="outputs starting with")
+    if checked:
+        check_free_space(checked[0], free_bytes, what="outputs starting with")
     return checked
 
 
@@ -399,10 +398,18 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
 
 
 # ---------------------------------------------------------------------------- probe
+#: probe options that shape build:KIND tasks only (benchmark tasks come split and sized)
+BUILD_OPTIONS = ("fasta", "gff", "task_window", "max_per_class", "block")
+
+
 def _probe_parser() -> argparse.ArgumentParser:
+    import inspect
+
     from .probing import HEADS
-    from .task_builders import TASK_KINDS
+    from .task_builders import TASK_KINDS, build_task
     from .tasks import TASK_ROOT_ENV
+
+    built = inspect.signature(build_task).parameters
 
     p = _parser("hnet-dna probe", (
         "Probe frozen embeddings (logistic regression, MLP) against a k-mer baseline and a "
@@ -415,12 +422,14 @@ def _probe_parser() -> argparse.ArgumentParser:
                         f"build:KIND with KIND in {TASK_KINDS}")
     p.add_argument("--task-root", default=None,
                    help=f"folder holding GUE / NT task folders (default: ${TASK_ROOT_ENV})")
+    # build:KIND only, refused with other tasks: None = not given (build_task's default applies)
     p.add_argument("--fasta", help="genome for build:KIND")
     p.add_argument("--gff", help="annotation for build:KIND")
-    p.add_argument("--task-window", type=_positive_int, default=200,
-                   help="build: window length")
+    p.add_argument("--task-window", type=_positive_int,
+                   help=f"build: window length (default {built['window'].default})")
     p.add_argument("--max-per-class", type=_positive_int, help="build: cap per class and split")
-    p.add_argument("--block", type=_positive_int, default=20_000, help="build: split block size")
+    p.add_argument("--block", type=_positive_int,
+                   help=f"build: split block size (default {built['block'].default})")
     p.add_argument("--random-init", action="store_true",
                    help="also probe a randomly initialised model of the same architecture")
     p.add_argument("--no-kmer", action="store_true", help="skip the k-mer baseline")
@@ -476,8 +485,14 @@ def _main_probe(argv: Sequence[str] | None) -> int:
         p.error("--random-init and --finetune-epochs need --model")
     if not args.model and args.no_kmer:
         p.error("nothing to probe: give --model and/or keep the k-mer baseline")
+    if not any(spec.startswith("build:") for spec in args.task):
+        for dest in BUILD_OPTIONS:
+            if getattr(args, dest) is not None:
+                p.error(f"--{dest.replace('_', '-')} only applies to build:KIND tasks; "
+                        "benchmark and CSV tasks come split and sized")
     # every task read and checked, and the output checked, before any compute
     tasks = [_load_probe_task(spec, args, p) for spec in args.task]
+    _check_distinct_tasks(p, args.task, tasks)
     for task in tasks:
         task.require_every_class()
     if args.out:
@@ -539,9 +554,29 @@ def _load_probe_task(spec: str, args, p: argparse.ArgumentParser):
             p.error(f"--task {spec}: choose build:KIND with KIND in {TASK_KINDS}")
         if not (args.fasta and args.gff):
             p.error("build:KIND needs --fasta and --gff")
-        return build_task(kind, Genome(args.fasta), args.gff, window=args.task_window,
-                          block=args.block, max_per_class=args.max_per_class)
+        sizes = {"window": args.task_window, "block": args.block,
+                 "max_per_class": args.max_per_class}
+        return build_task(kind, Genome(args.fasta), args.gff,
+                          **{k: v for k, v in sizes.items() if v is not None})
     return load_task(spec, args.task_root)
+
+
+def _check_distinct_tasks(p: argparse.ArgumentParser, specs: Sequence[str], tasks) -> None:
+    """Each task once: a task given twice would count as twice the seeds in the summary, and
+    two tasks of one name would be merged there."""
+    seen: dict[object, str] = {}
+    names: dict[str, str] = {}
+    for spec, task in zip(specs, tasks, strict=True):
+        files = tuple(sorted(str(Path(f).resolve()) for f in task.sources.values()))
+        key = files or spec  # built tasks read no task files: their spec identifies them
+        if key in seen:
+            p.error(f"--task {spec} names the same task as --task {seen[key]}; give each task "
+                    "once (--seeds sets the repeats)")
+        seen[key] = spec
+        if task.name in names:
+            p.error(f"--task {names[task.name]} and --task {spec} are both named {task.name!r}; "
+                    "the summary would merge them (use gue:/nt: names or distinct folders)")
+        names[task.name] = spec
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m hnet_dna.evaluation.cli

@@ -23,14 +23,12 @@ from typing import Any
 
 import torch
 
+from hnet_dna._version import __version__
 from hnet_dna.model.config import FOLDER_METADATA_KEYS, HNetConfig
+from hnet_dna.model.files import CONFIG_NAME, FOLDER_FILES, WEIGHTS_NAME
 from hnet_dna.model.weights import WeightsError, check_finite, read_config, read_config_json
 
 MODEL_TYPE = "hnet_dna"
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-FOLDER_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
 
 # The official ByteTokenizer (hnet/utils/tokenizers.py): ids 0-255 are UTF-8 bytes, with BOS and
 # EOS taking the two byte values that never occur in UTF-8 text.
@@ -70,8 +68,6 @@ def folder_config(
     training: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``config.json`` of a model folder: metadata first, then the ``HNetConfig`` fields."""
-    from hnet_dna import __version__
-
     out: dict[str, Any] = {"model_type": MODEL_TYPE, "hnet_dna_version": __version__}
     if vocabulary is not None:
         out["vocabulary"] = check_vocabulary(vocabulary, config.vocab_size)
@@ -102,8 +98,6 @@ def model_card(
     training: Mapping[str, Any] | None,
 ) -> str:
     """Markdown model card (Hub front matter + architecture, vocabulary, data and metrics)."""
-    from hnet_dna import __version__
-
     front = ["---", "library_name: hnet-dna", "tags:", "- h-net", "- dynamic-chunking"]
     if vocabulary and vocabulary.get("name") == "dna":
         front += ["- dna", "- genomics"]

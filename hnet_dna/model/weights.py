@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from hnet_dna.errors import InputError
 from hnet_dna.model.config import HNetConfig
+from hnet_dna.model.files import CONFIG_NAME, WEIGHTS_NAME
 
 if TYPE_CHECKING:
     from torch import nn
@@ -100,8 +101,6 @@ def load_model_files(
     config would need more parameters than the file holds or a shared tensor's shape differs),
     and NaN/inf values in any tensor.
     """
-    from hnet_dna.model.lm import CONFIG_NAME, WEIGHTS_NAME  # lm imports this module
-
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     config = read_config(config_path)
     stored = tensor_shapes(weights_path)

@@ -144,12 +144,11 @@ def test_version_and_usage(capsys):
     assert main([]) == 0 and "track" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["_embed_parser", "_track_parser", "_score_parser",
-                                  "_probe_parser"])
+@pytest.mark.parametrize("name", ["embed", "track", "score_variants", "probe"])
 def test_every_option_has_help_and_shows_its_default(name):
-    from hnet_dna.evaluation import cli
+    import importlib
 
-    parser = getattr(cli, name)()
+    parser = importlib.import_module(f"hnet_dna.evaluation.commands.{name}").build_parser()
     text = parser.format_help()
     for action in parser._actions:
         assert action.help, f"{name}: {action.option_strings} has no help"

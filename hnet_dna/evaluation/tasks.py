@@ -105,8 +105,9 @@ def read_sequence_table(path: str | os.PathLike, require: tuple[str, ...] = ("se
                               f"offset {err.start})") from None
     # polars renames a repeated column (label -> label_duplicated_0) and reads the first: which
     # one the user meant is unknown, so a repeated name is refused
-    header = next(csv.reader(io.StringIO(raw.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")),
-                             delimiter=sep), [])
+    end = raw.find(b"\n")
+    first = raw[: end if end >= 0 else len(raw)].decode("utf-8").rstrip("\r")
+    header = next(csv.reader([first], delimiter=sep), [])
     for name, n in Counter(header).items():
         if n > 1:
             raise TaskFormatError(f"{path}:1: column {name!r} appears {n} times in the header")

@@ -134,6 +134,28 @@ def run(opts) -> dict[str, Any]:
     return result
 
 
+NOTE = (
+    "Where the time goes (cProfile of today's main, hnet_1stage, 200 ALTs, window 256, batch "
+    "16, both strands; 800 windows of 257 tokens): 92% inside the model's blocks (linear "
+    "layers 38%, the Mamba-2 chunked scan 23% (at torch chunk 64 a 257-token window is padded "
+    "to 320), depthwise conv 9%, attention 8%, rotary / norms / SiLU the rest); VCF reading, "
+    "windows, routing, LM head and writing ~8%. What sharing can save: per variant and strand "
+    "the whole-window path runs 2 x 257 tokens, the shared path one prefix (BOS + the 127 or "
+    "128 bases before the variant) and two suffixes (the rest of each window, ~129 tokens): "
+    "386 tokens, so 514 / 386 = 1.33x is the bound from sharing at the centred default window, "
+    "before the ~8% outside the model, which does not shrink. The continuation path also "
+    "avoids some of the forward's padding (balanced scan chunks, projections and MLPs on the "
+    "valid chunk tokens only, causal kernels for the prefill), worth a few percent; the "
+    "suffixes cannot be shortened without changing the scores (the LLR sums every base from "
+    "the variant to the window end, the embedding distances average every base of the window) "
+    "and windows of neighbouring variants start at different bases, so their states differ. "
+    "1.7x is therefore out of reach without changing the scores; the measured ratio is the "
+    "row above (CPU time: the machine was shared with other jobs, wall times are inflated by "
+    "their load). GPU: `gpu_variants.variant_rate` (a section for gpu_check.py) measures the "
+    "same on a GPU (hnet_1stage at the zoo's GPU widths, bf16, batch 16 and 64); no GPU was "
+    "lent to the task that wrote it, so it has not run.")
+
+
 def summarize(result: dict[str, Any]) -> list[str]:
     lines = ["| model | window | batch | strands | arm | variants/s (CPU) | variants/s (wall) "
              "| speedup (CPU, wall) | max |score diff| |", "|---|---|---|---|---|---|---|---|---|"]
@@ -154,7 +176,7 @@ def summarize(result: dict[str, Any]) -> list[str]:
             lines.append(f"| {name} | {s['window']} | {s['batch']} | {strands} | {arm} "
                          f"| {a['cpu_variants_per_s']:.1f} | {a['variants_per_s']:.1f} "
                          f"| {speed} | {diff} |")
-    return lines
+    return [*lines, "", NOTE]
 
 
 def main(argv: list[str] | None = None) -> None:

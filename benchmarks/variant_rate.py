@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.case:
         print(json.dumps(case(json.loads(args.case))))
         return
+    if str(ROOT) not in sys.path:  # run as a script (a case process gets PYTHONPATH instead)
+        sys.path.insert(0, str(ROOT))
     from benchmarks import report
     from benchmarks.run import BENCHMARKS
     from benchmarks.timing import load_average, machine_info, matmul_flops

@@ -153,7 +153,8 @@ NOTE = (
     "row above (CPU time: the machine was shared with other jobs, wall times are inflated by "
     "their load). Two runs of this code (2026-12-06, load 2-10) gave 1.40x / 1.25x (1-stage) "
     "and 1.26x / 1.31x (2-stage) over main, 1.38x / 1.37x over whole windows in the same run; "
-    "the baseline and whole arms (the same computation) differ by up to 10% within a run. GPU: `gpu_variants.variant_rate` (a section for gpu_check.py) measures the "
+    "the baseline and whole arms (the same computation) differ by up to 10% within a run. "
+    "GPU: `gpu_variants.variant_rate` (a section for gpu_check.py) measures the "
     "same on a GPU (hnet_1stage at the zoo's GPU widths, bf16, batch 16 and 64); no GPU was "
     "lent to the task that wrote it, so it has not run.")
 

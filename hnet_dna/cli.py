@@ -78,6 +78,17 @@ register_command(
 )
 
 
+
+def _merge(args: list[str]) -> int:
+    from hnet_dna.evaluation.merge import main_merge
+
+    return main_merge(args)
+
+
+register_command(
+    "merge", "gather the parts of a sharded score-variants / embed / track run", _merge)
+
+
 def _convert_official(args: list[str]) -> int:
     from hnet_dna.convert import main as convert_main
 

@@ -24,6 +24,8 @@ from hnet_dna.errors import InputError
 from hnet_dna.outputs import check_output, check_outputs
 from hnet_dna.training.distributed import resolve_device
 
+from .regions import Shard, add_region_options, block_mode, resolve_shard
+
 log = logging.getLogger("hnet_dna.evaluation")
 
 #: OS errors on a user's path (missing input, unreadable file, full disk): reported as input.
@@ -166,6 +168,7 @@ def _embed_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-base", action="store_true",
                    help="also write per-base arrays (NAME.DEPTH.per_base.npy, rows by index)")
     p.add_argument("--boundaries-bed", help="write the learned chunk boundaries here (BED6)")
+    add_region_options(p)
     return p
 
 
@@ -246,6 +249,7 @@ def _track_parser() -> argparse.ArgumentParser:
     p.add_argument("--forward-only", action="store_true",
                    help="forward strand only (half the work; no .mean / .rev / minus tracks)")
     p.add_argument("--no-bigwig", action="store_true", help="bedGraph only")
+    add_region_options(p)
     return p
 
 
@@ -316,6 +320,7 @@ def _score_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-positive", help="rule for label 1, e.g. 'AF<0.001'")
     p.add_argument("--label-negative", help="rule for label 0, e.g. 'AF>=0.05'")
     p.add_argument("--label-column", help="INFO key (from --info) holding 0/1 labels")
+    add_region_options(p)
     return p
 
 
@@ -328,8 +333,7 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
     from hnet_dna.genomics.fasta import Genome
     from hnet_dna.outputs import check_outputs
 
-    from .consequences import CONSEQUENCES, cds_snvs, read_cds_models
-    from .metrics import label_by_rules, pairwise_class_aurocs, score_aucs
+    from .consequences import cds_snvs, read_cds_models
     from .vcf_scoring import (
         check_options,
         default_outputs,
@@ -357,6 +361,8 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
         raise InputError(f"--label-column {args.label_column!r} is not in the table; "
                          "copy it with --info")
     vcf = args.vcf
+    if block_mode(args):
+        return _score_variants_blocks(p, args, genome, info)
     if args.saturate_cds:
         out_vcf = default_outputs(args.out)[0]
         vcf = out_vcf.with_name(out_vcf.name.split(".")[0] + ".sites.vcf")
@@ -373,8 +379,37 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
         args.model, vcf, genome, args.out, window=args.window, gff=args.gff,
         genetic_code=args.genetic_code, depth=args.depth,
         strand_average=not args.no_strand_average, batch_size=args.batch_size, info=info,
-        max_variants=args.max_variants, overwrite=args.overwrite,
+        max_variants=args.max_variants, overwrite=args.overwrite, block_size=args.block_size,
         device=str(resolve_device(args.device)), progress=not args.no_progress)
+    _score_report(summary, args)
+    return 0
+
+
+def _score_variants_blocks(p: argparse.ArgumentParser, args: argparse.Namespace, genome,
+                           info: list[str]) -> int:
+    """``score-variants`` with ``--region``/``--regions-bed``/``--shard`` or under torchrun."""
+    from .sharded import score_variants_blocks
+
+    if args.saturate_cds or args.max_variants is not None:
+        p.error("--region/--regions-bed/--shard work on a --vcf, without --max-variants")
+    summary = score_variants_blocks(
+        args.model, args.vcf, genome, args.out, shard=resolve_shard(args.shard) or
+        Shard(), regions=args.region, regions_bed=args.regions_bed,
+        block_size=args.block_size, window=args.window, gff=args.gff,
+        genetic_code=args.genetic_code, depth=args.depth,
+        strand_average=not args.no_strand_average, batch_size=args.batch_size, info=info,
+        overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
+    if summary is not None:
+        summary.table = pl.read_parquet(summary.table_path)
+        _score_report(summary, args)
+    return 0
+
+
+def _score_report(summary, args: argparse.Namespace) -> None:
+    """Counts, files and (with labels or a GFF) AUCs of a finished ``score-variants``."""
+    from .consequences import CONSEQUENCES
+    from .metrics import label_by_rules, pairwise_class_aurocs, score_aucs
+
     table = summary.table
     print(summary)
     index = f", index {summary.index}" if summary.index else ""
@@ -395,7 +430,6 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
         pairs.append(("synonymous_variant", "intron_variant"))
         aucs = pairwise_class_aurocs(scored, "consequence", "llr", pairs)
         print(aucs.filter((pl.col("n_low") > 0) & (pl.col("n_high") > 0)))
-    return 0
 
 
 # ---------------------------------------------------------------------------- probe

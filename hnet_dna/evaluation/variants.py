@@ -33,7 +33,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,14 +127,20 @@ class VariantReader:
 
     ``vcf`` is the header; ``checker`` warns once per INFO/FORMAT field that the header
     mis-declares. Skips are counted in ``counter``; REF mismatches are also logged (first 10).
+    ``records``: ``(line number, raw line)`` to read instead of the file's (one block of it);
+    ``checker``: a checker shared by several readers of one file (warns once per field).
     """
 
     def __init__(self, path: str | os.PathLike, genome: Genome, window: int,
-                 counter: SkipCounter | None = None) -> None:
+                 counter: SkipCounter | None = None,
+                 records: Iterable[tuple[int, str]] | None = None,
+                 checker: HeaderChecker | None = None) -> None:
         self.path, self.genome, self.window = path, genome, window
         self.counter = counter if counter is not None else SkipCounter()
         self.vcf, self._records = open_vcf(path)
-        self.checker = HeaderChecker(self.vcf)
+        if records is not None:  # a part of the file (one block, :mod:`.vcf_regions`)
+            self._records = iter(records)
+        self.checker = checker if checker is not None else HeaderChecker(self.vcf)
         self._contigs: dict[str, str | None] = {}
 
     def _resolve(self, name: str) -> str | None:

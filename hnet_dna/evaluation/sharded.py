@@ -1,0 +1,145 @@
+"""``score-variants``, ``embed`` and ``track`` in blocks (regions, shards, resume).
+
+Each ``*_blocks`` function plans the blocks of its command (:mod:`.regions`), opens the parts
+folder (:mod:`.shards`), computes this shard's unfinished blocks with the command's own
+scorer / embedder, writes one part per block, and merges (:mod:`.merge`) when it is the
+process that should. The unsharded commands are untouched; the parts hold exactly what they
+would have written for the block's records, bases or intervals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from hnet_dna.errors import InputError
+from hnet_dna.genomics.fasta import Genome
+from hnet_dna.outputs import check_outputs
+
+from .regions import Block, Shard, genome_blocks, select_regions
+from .shards import PartStore, finish, run_blocks, shard_device
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- score-variants
+def score_variants_blocks(
+    model, vcf: str | os.PathLike, genome: Genome, out: str | os.PathLike, *,
+    shard: Shard, regions: Sequence[str] = (), regions_bed: str | None = None,
+    block_size: int, window: int, gff: str | None = None, genetic_code: int = 1,
+    depth: str = "final", strand_average: bool = True, batch_size: int = 16,
+    info: Sequence[str] = (), overwrite: bool = False, device: str = "auto",
+    progress: bool = True,
+):
+    """:func:`.vcf_scoring.score_variants` over the blocks of this shard; returns its
+    :class:`~.vcf_scoring.ScoreSummary` when this process merged, else None."""
+    from .consequences import ConsequenceAnnotator, read_cds_models
+    from .merge import merge_scores
+    from .runner import PerBaseForward, load_model
+    from .scoring import VariantScorer
+    from .vcf_io import HeaderChecker, open_vcf
+    from .vcf_regions import (
+        foreign_contigs,
+        stream_blocks,
+        tabix_blocks,
+        tabix_index,
+        with_foreign,
+    )
+    from .vcf_scoring import (
+        INFO_FIELDS,
+        _InfoColumns,
+        check_options,
+        input_paths,
+        output_paths,
+        score_vcf,
+        scored_record,
+    )
+
+    check_options(window, batch_size, None, genetic_code)
+    sources = input_paths(vcf, genome.path, gff, regions_bed)
+    check_outputs(output_paths(out, list(genome.contigs.values())), inputs=sources,
+                  overwrite=overwrite)
+    header, _ = open_vcf(vcf)
+    taken = sorted(k for k in INFO_FIELDS if k in header.definitions["INFO"])
+    if taken:
+        raise InputError(f"{vcf}: INFO {taken} already in the header (scored before?); "
+                         "score the original VCF")
+    _InfoColumns(header.definitions["INFO"], info, vcf)
+    selection = select_regions(regions, regions_bed, genome.contigs)
+    plan = genome_blocks(genome.contigs, selection, block_size)
+    if selection is None:
+        plan = with_foreign(plan, foreign_contigs(vcf, genome))
+    options = {"vcf": str(Path(vcf).resolve()), "fasta": str(genome.path.resolve()),
+               "gff": gff and str(Path(gff).resolve()), "model": str(model),
+               "regions": list(regions), "regions_bed": regions_bed, "block_size": block_size,
+               "window": window, "genetic_code": genetic_code, "depth": depth,
+               "strand_average": strand_average, "batch_size": batch_size, "info": list(info)}
+    outputs = [str(x) for x in output_paths(out, list(genome.contigs.values()))]
+    store = PartStore.create(out, "score-variants", options, sources, plan,
+                             shards=shard.count, outputs=outputs)
+    index = None if header.is_bcf else tabix_index(vcf)
+
+    def work(todo: list[Block]) -> None:
+        annotator = None
+        if gff is not None:
+            annotator = ConsequenceAnnotator(genome, read_cds_models(gff, genome.contigs),
+                                             genetic_code)
+        net = model
+        if isinstance(net, (str, os.PathLike)):
+            from hnet_dna.training.distributed import resolve_device
+
+            net = load_model(net, resolve_device(shard_device(device, shard)))
+        scorer = VariantScorer(PerBaseForward(net, batch_size), depth,
+                               strand_average=strand_average)
+        checker = HeaderChecker(header)
+        wanted = {b.index for b in todo}
+        source = (tabix_blocks(vcf, genome, todo, plan, index) if index is not None else
+                  stream_blocks(vcf, genome, plan, whole_genome=selection is None))
+        bar = tqdm(total=len(todo), unit="block", desc=f"score {shard}",
+                   disable=not progress)
+        for found in source:
+            if found.block.index not in wanted:
+                continue  # another shard's, or done before
+            lines: list[str] = []
+
+            def tee(records=found.records, lines=lines):
+                for lineno, line in records:
+                    lines.append(line)
+                    yield lineno, line
+            table, _ = score_vcf(vcf, genome, scorer, window, annotator, info,
+                                 records=tee(), checker=checker, typed=False, progress=False,
+                                 block_size=block_size)
+            store.write(found.block.index, _with_lines(table, lines, annotator is not None,
+                                                       found.rank, scored_record))
+            wanted.discard(found.block.index)
+            bar.update()
+        empty, _ = score_vcf(vcf, genome, scorer, window, annotator, info, records=[],
+                             checker=checker, typed=False, progress=False)
+        for i in sorted(wanted):  # blocks without a record
+            store.write(i, _with_lines(empty, [], annotator is not None, -1, scored_record))
+            bar.update()
+        bar.close()
+
+    run_blocks(store, shard, work)
+    return finish(store, shard, lambda: merge_scores(store))
+
+
+def _with_lines(table: pl.DataFrame, lines: list[str], with_csq: bool, rank: int,
+                scored_record) -> pl.DataFrame:
+    """A block's table plus its scored VCF lines (``line``, on each record's first ALT row)
+    and the file rank of its contig (``_rank``: merge order)."""
+    per_record: dict[int, list[dict]] = {}
+    for row in table.iter_rows(named=True):
+        per_record.setdefault(row["record"], []).append(row)
+    column: list[str | None] = [None] * table.height
+    first = 0
+    for i, rows in sorted(per_record.items()):
+        column[first] = scored_record(lines[i], rows, with_csq)
+        first += len(rows)
+    return table.with_columns(pl.Series("line", column, dtype=pl.String),
+                              pl.lit(rank, dtype=pl.Int64).alias("_rank"))

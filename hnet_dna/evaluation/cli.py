@@ -196,6 +196,8 @@ def _main_embed(argv: Sequence[str] | None) -> int:
     _setup_logging(args.verbose)
     _check_window(p, args.window, args.overlap)
     depths = args.depth or ["final"]
+    if block_mode(args):
+        return _embed_blocks(p, args, depths)
     inputs, total = iter_inputs(args.fasta, args.bed, args.sequences)
     model = load_model(args.model, resolve_device(args.device))
     embedder = Embedder(PerBaseForward(model, args.batch_size), depths, args.pool,
@@ -227,6 +229,26 @@ def _main_embed(argv: Sequence[str] | None) -> int:
     print(f"embedded {total.count} sequences, {embedder.bases} bases in "
           f"{embedder.seconds:.1f} s ({embedder.bases_per_second:.0f} bases/s)")
     print("wrote " + ", ".join(paths))
+    return 0
+
+
+def _embed_blocks(p: argparse.ArgumentParser, args: argparse.Namespace, depths: list[str]
+                  ) -> int:
+    """``embed --fasta --bed`` with ``--region``/``--regions-bed``/``--shard`` or torchrun."""
+    from .sharded import embed_blocks
+
+    if not (args.fasta and args.bed) or args.sequences:
+        p.error("--region/--regions-bed/--shard need --fasta with --bed")
+    if args.per_base:
+        p.error("--per-base is not available with --region/--regions-bed/--shard")
+    done = embed_blocks(
+        args.model, args.fasta, args.bed, args.out, shard=resolve_shard(args.shard) or Shard(),
+        regions=args.region, regions_bed=args.regions_bed, block_size=args.block_size,
+        depths=depths, pool=args.pool, strand_average=args.strand_average, window=args.window,
+        overlap=args.overlap, boundaries_bed=args.boundaries_bed, batch_size=args.batch_size,
+        overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
+    if done:
+        print(done)
     return 0
 
 

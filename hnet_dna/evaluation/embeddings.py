@@ -201,7 +201,7 @@ class Embedder:
             yield from self._embed_group(group)
             bar.update(len(group))
         bar.close()
-        log.info("embedded %d bases in %.1f s (%.0f bases/s)", self.bases, self.seconds,
+        log.debug("embedded %d bases in %.1f s (%.0f bases/s)", self.bases, self.seconds,
                  self.bases_per_second)
 
     def _embed_group(self, group: list[tuple[str, np.ndarray]]) -> list[Embedding]:

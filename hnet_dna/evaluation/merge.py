@@ -124,8 +124,37 @@ def merge_scores(store: PartStore):
                         index[0] if index and index[0].exists() else None, edge)
 
 
+# ---------------------------------------------------------------------------- embed
+def merge_embeddings(store: PartStore) -> str:
+    """The pooled table (parquet, or npy + index.tsv) and boundary BED of ``embed`` in blocks:
+    rows in the BED's order, as the unsharded run writes them."""
+    from contextlib import ExitStack
+
+    from .embed_io import output_paths, write_pooled
+    from .embeddings import Boundary, write_boundaries_bed
+
+    store.check_complete()
+    opts, dims = store.manifest["options"], store.manifest["dims"]
+    parts = [store.part(b.index) for b in store.blocks]
+    frames = [f for f in (pl.read_parquet(p) for p in parts) if f.height]
+    frame = (pl.concat(frames).sort("_index").drop("_index") if frames else
+             pl.read_parquet(parts[0]).drop("_index"))
+    with ExitStack() as stack:
+        tmp = {path: stack.enter_context(atomic_output(path))
+               for path in output_paths(store.out, list(dims), False)}
+        write_pooled(store.out, frame, dims, target=tmp.__getitem__)
+    done = f"embedded {frame.height} sequences -> {store.out}"
+    if opts["boundaries_bed"]:
+        bounds = [f for f in (pl.read_parquet(store.part(b.index, "_bounds"))
+                              for b in store.blocks) if f.height]
+        rows = pl.concat(bounds).iter_rows(named=True) if bounds else []
+        n = write_boundaries_bed(opts["boundaries_bed"], (Boundary(**r) for r in rows))
+        done += f", {opts['boundaries_bed']} ({n} boundaries)"
+    return done
+
+
 # ---------------------------------------------------------------------------- command
-MERGERS = {"score-variants": "merge_scores"}
+MERGERS = {"score-variants": "merge_scores", "embed": "merge_embeddings"}
 
 
 def _parser() -> argparse.ArgumentParser:

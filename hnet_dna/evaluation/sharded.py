@@ -143,3 +143,70 @@ def _with_lines(table: pl.DataFrame, lines: list[str], with_csq: bool, rank: int
         first += len(rows)
     return table.with_columns(pl.Series("line", column, dtype=pl.String),
                               pl.lit(rank, dtype=pl.Int64).alias("_rank"))
+
+
+# ---------------------------------------------------------------------------- embed
+def embed_blocks(
+    model, fasta: str, bed: str, out: str | os.PathLike, *, shard: Shard,
+    regions: Sequence[str] = (), regions_bed: str | None = None, block_size: int,
+    depths: Sequence[str], pool: str, strand_average: bool, window: int, overlap: int,
+    boundaries_bed: str | None = None, batch_size: int = 16, overwrite: bool = False,
+    device: str = "auto", progress: bool = True,
+) -> str | None:
+    """``hnet-dna embed --fasta --bed`` over the blocks of this shard: a BED interval belongs
+    to the block holding its start. Returns the merge summary when this process merged."""
+    from hnet_dna.training.distributed import resolve_device
+
+    from .embed_io import EmbeddingWriter, iter_inputs, output_paths
+    from .embeddings import Embedder, boundaries, boundaries_bed_outputs
+    from .merge import merge_embeddings
+    from .runner import PerBaseForward, load_model
+    from .vcf_regions import _Locator
+
+    inputs, _ = iter_inputs(fasta, bed, None)
+    genome = inputs.genome
+    selection = select_regions(regions, regions_bed, genome.contigs)
+    plan = genome_blocks(genome.contigs, selection, block_size)
+    locate = _Locator(plan, genome)
+    by_block: dict[int, list[int]] = {}
+    for i, rec in enumerate(inputs.records):
+        block = locate.find(rec.contig, rec.start)
+        if block is not None:
+            by_block.setdefault(block.index, []).append(i)
+    outputs = output_paths(out, depths, False)
+    outputs += boundaries_bed_outputs(boundaries_bed) if boundaries_bed else []
+    sources = [fasta, bed, regions_bed, f"{fasta}.fai", f"{fasta}.gzi"]
+    check_outputs(outputs, inputs=[s for s in sources if s], overwrite=overwrite)
+    net = load_model(model, resolve_device(shard_device(device, shard)))
+    embedder = Embedder(PerBaseForward(net, batch_size), depths, pool, strand_average, window,
+                        overlap, progress=False)
+    dims = {d: embedder.dim(d) for d in embedder.depths}
+    options = {"fasta": str(Path(fasta).resolve()), "bed": str(Path(bed).resolve()),
+               "model": str(model), "regions": list(regions), "regions_bed": regions_bed,
+               "block_size": block_size, "depths": list(depths), "pool": pool,
+               "strand_average": strand_average, "window": window, "overlap": overlap,
+               "boundaries_bed": boundaries_bed, "batch_size": batch_size}
+    store = PartStore.create(out, "embed", options, sources, plan, shards=shard.count,
+                             outputs=[str(p) for p in outputs], dims=dims)
+
+    def work(todo: list[Block]) -> None:
+        for block in tqdm(todo, unit="block", desc=f"embed {shard}", disable=not progress):
+            items = by_block.get(block.index, [])
+            recs = [inputs.records[i] for i in items]
+            writer = EmbeddingWriter(out, dims)
+            bounds = []
+            embedded = embedder.embed(inputs.sequences(items), len(recs))
+            for rec, emb in zip(recs, embedded, strict=True):
+                writer.add(rec, emb)
+                bounds += boundaries(emb, rec.contig, rec.start, rec.strand)
+            frame = writer.frame().with_columns(pl.Series("_index", items, dtype=pl.Int64))
+            extra = {"_bounds": pl.DataFrame(
+                [vars(b) for b in bounds], schema={"contig": pl.String, "position": pl.Int64,
+                                                   "stage": pl.Int64, "prob": pl.Float64,
+                                                   "strand": pl.String})} \
+                if boundaries_bed else None
+            store.write(block.index, frame, extra)
+
+    run_blocks(store, shard, work)
+    return finish(store, shard, lambda: merge_embeddings(store))
+

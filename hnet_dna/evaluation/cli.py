@@ -291,6 +291,8 @@ def _main_track(argv: Sequence[str] | None) -> int:
     args = p.parse_args(argv)
     _setup_logging(args.verbose)
     _check_window(p, args.window, args.overlap)
+    if block_mode(args):
+        return _track_blocks(args)
     genome = Genome(args.fasta)
     regions = track_regions(genome, args.bed)
     model = load_model(args.model, resolve_device(args.device))
@@ -302,12 +304,28 @@ def _main_track(argv: Sequence[str] | None) -> int:
                    bases * BYTES_PER_BASE * len(signal_names(stages, both)))
     embedder = Embedder(PerBaseForward(model, args.batch_size), [], "mean", both, args.window,
                         args.overlap, progress=not args.no_progress, logp=True)
-    lines = write_tracks(embedder, genome, regions, args.out, bigwig=not args.no_bigwig)
+    lines = write_tracks(embedder, genome, regions, args.out, bigwig=not args.no_bigwig,
+                         block_size=args.block_size)
     print(f"tracked {len(regions)} regions, {bases} bases in {embedder.seconds:.1f} s "
           f"({embedder.bases_per_second:.0f} bases/s)")
     for name, n in lines.items():
         print(f"  {args.out}.{name}: {n} lines")
     print(f"wrote {len(outs)} files: " + ", ".join(str(o) for o in outs))
+    return 0
+
+
+def _track_blocks(args: argparse.Namespace) -> int:
+    """``track`` with ``--region``/``--regions-bed``/``--shard`` or under torchrun."""
+    from .sharded import track_blocks_run
+
+    lines = track_blocks_run(
+        args.model, args.fasta, args.bed, args.out, shard=resolve_shard(args.shard) or Shard(),
+        regions=args.region, regions_bed=args.regions_bed, block_size=args.block_size,
+        window=args.window, overlap=args.overlap, forward_only=args.forward_only,
+        bigwig=not args.no_bigwig, batch_size=args.batch_size, overwrite=args.overwrite,
+        device=args.device, progress=not args.no_progress)
+    for name, n in (lines or {}).items():
+        print(f"  {args.out}.{name}: {n} lines")
     return 0
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -88,6 +88,21 @@ def stitch(parts: Sequence[WindowOutput], plans: Sequence[WindowPlan]) -> Window
         out.chunk_start.append(cat(lambda o, k=k: o.chunk_start[k]))
         out.boundary_prob.append(cat(lambda o, k=k: o.boundary_prob[k]))
     return out
+
+
+def owning(plans: Sequence[WindowPlan], start: int, end: int) -> list[WindowPlan]:
+    """The windows of ``plans`` that own a base of ``[start, end)``."""
+    return [p for p in plans if p.own_start < end and p.end > start]
+
+
+def cut(out: WindowOutput, start: int, end: int) -> WindowOutput:
+    """Bases ``[start, end)`` of per-base outputs."""
+    return WindowOutput(
+        {d: f[start:end] for d, f in out.features.items()},
+        None if out.logp is None else out.logp[start:end],
+        [s[start:end] for s in out.chunk_start],
+        [p[start:end] for p in out.boundary_prob],
+    )
 
 
 def flip(out: WindowOutput) -> WindowOutput:
@@ -226,6 +241,35 @@ class Embedder:
         self.bases += sum(len(ids) for _, ids in group)
         self.seconds += time.perf_counter() - t0
         return results
+
+    def embed_slice(self, name: str, fetch: Callable[[int, int], np.ndarray], length: int,
+                    start: int, end: int) -> Embedding:
+        """Bases ``[start, end)`` of a sequence of ``length`` bases, computed with the windows
+        that :meth:`embed` would use for the whole sequence (those owning a base of the
+        slice), so every value equals the whole run's; ``fetch(a, b)`` gives its base ids
+        ``[a, b)``. Lets a long sequence (a chromosome) be done block by block: per-base
+        memory is one block's, and blocks can go to different processes (``track``)."""
+        t0 = time.perf_counter()
+        plans = plan_windows(length, self.window, self.overlap)
+        spans = [(False, start, end)] + ([(True, length - end, length - start)]
+                                         if self.strand_average else [])
+        jobs, chosen = [], []
+        for rev, a, b in spans:
+            sel = owning(plans, a, b)
+            chosen.append(sel)
+            for p in sel:
+                ids = fetch(length - p.end, length - p.start) if rev else fetch(p.start, p.end)
+                jobs.append(reverse_complement(ids) if rev else ids)
+        outputs = self.runner.run(jobs, self.depths, logp=self.logp)
+        per_strand, first = [], 0
+        for (rev, a, b), sel in zip(spans, chosen, strict=True):
+            stitched = stitch(outputs[first:first + len(sel)], sel)
+            first += len(sel)
+            piece = cut(stitched, a - sel[0].own_start, b - sel[0].own_start)
+            per_strand.append(flip(piece) if rev else piece)
+        self.bases += end - start
+        self.seconds += time.perf_counter() - t0
+        return self._finish(name, end - start, per_strand)
 
     def _finish(self, name: str, length: int, per_strand: list[WindowOutput]) -> Embedding:
         pooled, per_base = {}, {}

@@ -153,8 +153,46 @@ def merge_embeddings(store: PartStore) -> str:
     return done
 
 
+# ---------------------------------------------------------------------------- track
+def merge_tracks(store: PartStore) -> dict[str, int]:
+    """Every ``track`` output from the parts, runs that continue across block seams joined:
+    the lines of the run done in one piece. Returns the lines per output."""
+    from contextlib import ExitStack
+
+    from hnet_dna.genomics.fasta import Genome
+
+    from .embeddings import Boundary
+    from .tracks import TrackWriter, signal_names, write_boundary_beds
+
+    store.check_complete()
+    opts, stages = store.manifest["options"], store.manifest["stages"]
+    both = not opts["forward_only"]
+    names = signal_names(stages, both)
+    contigs = Genome(opts["fasta"]).contigs
+    bounds: list[Boundary] = []
+    with ExitStack() as stack:
+        writer = TrackWriter(stack, str(store.out), names, contigs, opts["bigwig"])
+        for b in store.blocks:
+            by_signal = pl.read_parquet(store.part(b.index)).partition_by("signal",
+                                                                          as_dict=True)
+            for name in names:
+                part = by_signal.get((name,))
+                if part is None:
+                    writer.add_runs(name, b.contig, [], [], [], join=not b.region_start)
+                    continue
+                writer.add_runs(name, b.contig, part["start"].to_list(), part["end"].to_list(),
+                                part["text"].to_list(), join=not b.region_start)
+            bounds += [Boundary(**r) for r in
+                       pl.read_parquet(store.part(b.index, "_bounds")).iter_rows(named=True)]
+        writer.finish()
+        lines = dict(writer.lines)
+    lines.update(write_boundary_beds(str(store.out), bounds, stages, both))
+    return lines
+
+
 # ---------------------------------------------------------------------------- command
-MERGERS = {"score-variants": "merge_scores", "embed": "merge_embeddings"}
+MERGERS = {"score-variants": "merge_scores", "embed": "merge_embeddings",
+           "track": "merge_tracks"}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -200,13 +200,73 @@ def embed_blocks(
                 writer.add(rec, emb)
                 bounds += boundaries(emb, rec.contig, rec.start, rec.strand)
             frame = writer.frame().with_columns(pl.Series("_index", items, dtype=pl.Int64))
-            extra = {"_bounds": pl.DataFrame(
-                [vars(b) for b in bounds], schema={"contig": pl.String, "position": pl.Int64,
-                                                   "stage": pl.Int64, "prob": pl.Float64,
-                                                   "strand": pl.String})} \
-                if boundaries_bed else None
+            extra = {"_bounds": _bounds_frame(bounds)} if boundaries_bed else None
             store.write(block.index, frame, extra)
 
     run_blocks(store, shard, work)
     return finish(store, shard, lambda: merge_embeddings(store))
 
+
+
+# ---------------------------------------------------------------------------- track
+_BOUNDS_SCHEMA = {"contig": pl.String, "position": pl.Int64, "stage": pl.Int64,
+                  "prob": pl.Float64, "strand": pl.String}
+
+
+def _bounds_frame(bounds) -> pl.DataFrame:
+    return pl.DataFrame([vars(b) for b in bounds], schema=_BOUNDS_SCHEMA)
+
+
+def track_blocks_run(
+    model, fasta: str, bed: str | None, out: str, *, shard: Shard, regions: Sequence[str] = (),
+    regions_bed: str | None = None, block_size: int, window: int, overlap: int,
+    forward_only: bool = False, bigwig: bool = True, batch_size: int = 16,
+    overwrite: bool = False, device: str = "auto", progress: bool = True,
+) -> dict[str, int] | None:
+    """``hnet-dna track`` over the blocks of this shard (the tracked regions, or their bases
+    in the selection, cut into blocks computed with the whole region's windows); returns the
+    lines per output when this process merged."""
+    from hnet_dna.training.distributed import resolve_device
+
+    from .embeddings import Embedder, boundaries
+    from .merge import merge_tracks
+    from .runner import PerBaseForward, load_model
+    from .tracks import runs, signals, track_block, track_blocks, track_outputs, track_regions
+
+    genome = Genome(fasta)
+    pairs = track_blocks(track_regions(genome, bed),
+                         select_regions(regions, regions_bed, genome.contigs), block_size)
+    if not pairs:
+        raise InputError("the --region/--regions-bed selection holds no tracked base")
+    net = load_model(model, resolve_device(shard_device(device, shard)))
+    stages, both = net.config.num_stages, not forward_only
+    outs = track_outputs(out, stages, both, bigwig)
+    sources = [fasta, f"{fasta}.fai", f"{fasta}.gzi", bed, regions_bed]
+    check_outputs(outs, inputs=[s for s in sources if s], overwrite=overwrite)
+    options = {"fasta": str(Path(fasta).resolve()), "bed": bed and str(Path(bed).resolve()),
+               "model": str(model), "regions": list(regions), "regions_bed": regions_bed,
+               "block_size": block_size, "window": window, "overlap": overlap,
+               "forward_only": forward_only, "bigwig": bigwig, "batch_size": batch_size}
+    store = PartStore.create(out, "track", options, sources, [b for b, _ in pairs],
+                             shards=shard.count, outputs=[str(p) for p in outs], stages=stages)
+    parent = {b.index: r for b, r in pairs}
+    embedder = Embedder(PerBaseForward(net, batch_size), [], "mean", both, window, overlap,
+                        progress=False, logp=True)
+
+    def work(todo: list[Block]) -> None:
+        for block in tqdm(todo, unit="block", desc=f"track {shard}", disable=not progress):
+            emb = track_block(embedder, genome, block, parent[block.index])
+            rows: dict[str, list] = {"signal": [], "start": [], "end": [], "text": []}
+            for name, values in signals(emb).items():
+                starts, ends, _, printed = runs(values)
+                rows["signal"] += [name] * len(printed)
+                rows["start"] += (starts + block.start).tolist()
+                rows["end"] += (ends + block.start).tolist()
+                rows["text"] += printed
+            frame = pl.DataFrame(rows, schema={"signal": pl.String, "start": pl.Int64,
+                                               "end": pl.Int64, "text": pl.String})
+            bounds = _bounds_frame(boundaries(emb, block.contig, block.start))
+            store.write(block.index, frame, {"_bounds": bounds})
+
+    run_blocks(store, shard, work)
+    return finish(store, shard, lambda: merge_tracks(store))

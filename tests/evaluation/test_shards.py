@@ -293,3 +293,142 @@ def test_million_record_vcf_streams_in_flat_memory(saved_model, data, tmp_path):
     print(f"peak RSS {small_rss:.0f} MiB (769 records) vs {big_rss:.0f} MiB ({n} records, "
           f"{seconds:.1f} s)")
     assert big_rss - small_rss < 60, (small_rss, big_rss, seconds)
+
+
+# ---------------------------------------------------------------------------- track, embed
+def test_a_slice_equals_the_whole_sequence_run(model2_f64):
+    """A block computed alone (both strands, two stages) equals the same bases of the whole
+    sequence's run: the basis of tracks in blocks."""
+    import numpy as np
+    from eval_data import random_ids
+
+    from hnet_dna.evaluation.embeddings import Embedder
+    from hnet_dna.evaluation.runner import PerBaseForward
+
+    ids = random_ids(3000, 1)
+    embedder = Embedder(PerBaseForward(model2_f64, 4), [], "mean", True, 256, 64,
+                        progress=False, logp=True)
+    whole = next(embedder.embed([("x", ids)]))
+    for a, b in [(0, 3000), (1000, 2500), (2999, 3000), (700, 701), (0, 192), (2808, 3000)]:
+        part = embedder.embed_slice("x", lambda i, j: ids[i:j], 3000, a, b)
+        assert part.length == b - a
+        for s in range(2):
+            np.testing.assert_allclose(part.strands[s].logp, whole.strands[s].logp[a:b],
+                                       rtol=1e-9, atol=1e-12)
+            for k in range(2):
+                assert (part.strands[s].chunk_start[k] ==
+                        whole.strands[s].chunk_start[k][a:b]).all()
+                np.testing.assert_allclose(part.strands[s].boundary_prob[k],
+                                           whole.strands[s].boundary_prob[k][a:b], rtol=1e-9)
+
+
+def _track(model, data, out, *extra) -> int:
+    from hnet_dna.evaluation.cli import main_track
+
+    return main_track(["--model", str(model), "--fasta", str(data["fasta"]), "--out", str(out),
+                       "--window", "256", "--overlap", "64", "--block-size", "3000",
+                       "--no-progress", *extra])
+
+
+def _track_files(prefix: Path) -> dict[str, object]:
+    """Every track output by name: bedGraph lines (without the named track line), bigWig
+    intervals, boundary BED lines."""
+    import pyBigWig
+
+    got: dict[str, object] = {}
+    for path in sorted(prefix.parent.glob(prefix.name + ".*")):
+        name = path.name[len(prefix.name):]
+        if name.endswith(".bedGraph"):
+            got[name] = path.read_text().splitlines()[1:]
+        elif name.endswith(".bw"):
+            bw = pyBigWig.open(str(path))
+            got[name] = {c: bw.intervals(c) for c in bw.chroms()}
+            bw.close()
+        elif name.endswith(".bed.gz"):
+            got[name] = _vcf_text(path)
+        elif name.endswith(".tbi"):
+            got[name] = True
+    return got
+
+
+def test_sharded_track_equals_unsharded(saved_model, data, tmp_path):
+    bed = tmp_path / "t.bed"
+    bed.write_text("y\t0\t7000\ny\t7000\t10000\nz\t2000\t11000\n")  # abutting regions on y
+    assert _track(saved_model, data, tmp_path / "plain", "--bed", str(bed)) == 0
+    for i in (1, 0):
+        assert _track(saved_model, data, tmp_path / "sh", "--bed", str(bed),
+                      "--shard", f"{i}/2") == 0
+    assert main_merge([str(tmp_path / "sh")]) == 0
+    plain, sharded = _track_files(tmp_path / "plain"), _track_files(tmp_path / "sh")
+    assert len(plain) == 12 and plain == sharded
+
+
+def test_track_writer_joins_runs_across_block_seams_only(tmp_path):
+    from contextlib import ExitStack
+
+    import numpy as np
+
+    from hnet_dna.evaluation.tracks import TrackWriter
+
+    with ExitStack() as stack:
+        w = TrackWriter(stack, str(tmp_path / "w"), ["s"], {"y": 100}, bigwig=True)
+        w.add("y", 0, {"s": np.array([1.0, 2.0, 2.0])})
+        w.add("y", 3, {"s": np.array([2.0, 3.0])}, join=True)  # a block seam: 2.0 continues
+        w.add("y", 5, {"s": np.array([3.0, np.nan])}, join=False)  # a new region: no join
+        w.add("y", 7, {"s": np.array([np.nan, 3.0])}, join=True)  # not adjacent: no join
+        w.finish()
+    assert (tmp_path / "w.s.bedGraph").read_text().splitlines()[1:] == [
+        "y\t0\t1\t1", "y\t1\t4\t2", "y\t4\t5\t3", "y\t5\t6\t3", "y\t8\t9\t3"]
+
+
+def test_track_region_gives_the_whole_runs_values_there(saved_model, data, tmp_path):
+    assert _track(saved_model, data, tmp_path / "whole", "--forward-only", "--no-bigwig") == 0
+    assert _track(saved_model, data, tmp_path / "part", "--forward-only", "--no-bigwig",
+                  "--region", "z:4001-9000") == 0
+    whole = (tmp_path / "whole.logp.fwd.bedGraph").read_text().splitlines()[1:]
+    part = (tmp_path / "part.logp.fwd.bedGraph").read_text().splitlines()[1:]
+    values: dict[int, str] = {}
+    for line in whole:
+        c, s, e, v = line.split("\t")
+        if c == "z":
+            values.update(dict.fromkeys(range(int(s), int(e)), v))
+    covered = 0
+    for line in part:
+        c, s, e, v = line.split("\t")
+        assert c == "z" and 4000 <= int(s) < int(e) <= 9000
+        assert all(values[i] == v for i in range(int(s), int(e)))
+        covered += int(e) - int(s)
+    assert covered == 5000
+
+
+def test_sharded_embed_equals_unsharded_in_bed_order(saved_model, data, tmp_path):
+    import numpy as np
+
+    from hnet_dna.evaluation.cli import main_embed
+
+    bed = tmp_path / "e.bed"  # unsorted, both strands, both contigs
+    bed.write_text("z\t9000\t9800\tb\t0\t-\ny\t100\t1500\ta\t0\t+\nz\t200\t900\tc\t0\t+\n"
+                   "y\t15000\t16000\td\n")
+
+    def embed(out: Path, *extra: str) -> int:
+        return main_embed(["--model", str(saved_model), "--fasta", str(data["fasta"]),
+                           "--bed", str(bed), "--out", str(out), "--window", "256",
+                           "--overlap", "64", "--block-size", "4000", "--no-progress",
+                           "--boundaries-bed", str(out.with_suffix(".bed")), *extra])
+
+    assert embed(tmp_path / "plain.parquet") == 0
+    assert embed(tmp_path / "one.parquet", "--shard", "0/1") == 0
+    for i in (2, 0, 1):
+        assert embed(tmp_path / "sh.parquet", "--shard", f"{i}/3") == 0
+    assert main_merge([str(tmp_path / "sh.parquet")]) == 0
+    plain, one, sharded = (pl.read_parquet(tmp_path / f"{n}.parquet")
+                           for n in ("plain", "one", "sh"))
+    assert sharded["name"].to_list() == ["b", "a", "c", "d"]  # the BED's order
+    assert sharded.equals(one)  # shards == the same blocks in one process, to the bit
+    assert sharded.drop("emb_final").equals(plain.drop("emb_final"))
+    # the plain run batches windows of several blocks together: float32 rounding apart
+    np.testing.assert_allclose(np.stack(sharded["emb_final"].to_numpy()),
+                               np.stack(plain["emb_final"].to_numpy()), rtol=0, atol=1e-5)
+    assert (tmp_path / "sh.bed").read_text().count("\n") > 100
+    assert embed(tmp_path / "x.parquet", "--region", "z") == 0
+    assert pl.read_parquet(tmp_path / "x.parquet")["name"].to_list() == ["b", "c"]

@@ -243,7 +243,7 @@ def _embed_blocks(p: argparse.ArgumentParser, args: argparse.Namespace, depths: 
         p.error("--per-base is not available with --region/--regions-bed/--shard")
     done = embed_blocks(
         args.model, args.fasta, args.bed, args.out, shard=resolve_shard(args.shard) or Shard(),
-        regions=args.region, regions_bed=args.regions_bed, block_size=args.block_size,
+        regions=args.region or (), regions_bed=args.regions_bed, block_size=args.block_size,
         depths=depths, pool=args.pool, strand_average=args.strand_average, window=args.window,
         overlap=args.overlap, boundaries_bed=args.boundaries_bed, batch_size=args.batch_size,
         overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
@@ -320,7 +320,7 @@ def _track_blocks(args: argparse.Namespace) -> int:
 
     lines = track_blocks_run(
         args.model, args.fasta, args.bed, args.out, shard=resolve_shard(args.shard) or Shard(),
-        regions=args.region, regions_bed=args.regions_bed, block_size=args.block_size,
+        regions=args.region or (), regions_bed=args.regions_bed, block_size=args.block_size,
         window=args.window, overlap=args.overlap, forward_only=args.forward_only,
         bigwig=not args.no_bigwig, batch_size=args.batch_size, overwrite=args.overwrite,
         device=args.device, progress=not args.no_progress)
@@ -434,7 +434,7 @@ def _score_variants_blocks(p: argparse.ArgumentParser, args: argparse.Namespace,
         p.error("--region/--regions-bed/--shard work on a --vcf, without --max-variants")
     summary = score_variants_blocks(
         args.model, args.vcf, genome, args.out, shard=resolve_shard(args.shard) or
-        Shard(), regions=args.region, regions_bed=args.regions_bed,
+        Shard(), regions=args.region or (), regions_bed=args.regions_bed,
         block_size=args.block_size, window=args.window, gff=args.gff,
         genetic_code=args.genetic_code, depth=args.depth,
         strand_average=not args.no_strand_average, batch_size=args.batch_size, info=info,

@@ -156,7 +156,7 @@ def add_region_options(p: argparse.ArgumentParser) -> None:
     """``--region``, ``--regions-bed``, ``--shard`` and ``--block-size`` (one definition for
     ``score-variants``, ``embed`` and ``track``)."""
     g = p.add_argument_group("regions and shards (whole-genome runs; see README)")
-    g.add_argument("--region", action="append", default=[], metavar="CHR[:START-END]",
+    g.add_argument("--region", action="append", metavar="CHR[:START-END]",
                    help="work on this region only (1-based inclusive, samtools style; "
                         "repeatable)")
     g.add_argument("--regions-bed", metavar="BED",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import polars as pl
 from hnet_dna.errors import InputError
 from hnet_dna.outputs import atomic_output, check_outputs
 
+from .commands.common import command, new_parser
 from .shards import PartStore
 
 log = logging.getLogger(__name__)
@@ -191,16 +191,15 @@ def merge_tracks(store: PartStore) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------- command
-MERGERS = {"score-variants": "merge_scores", "embed": "merge_embeddings",
-           "track": "merge_tracks"}
+MERGERS = {"score-variants": merge_scores, "embed": merge_embeddings, "track": merge_tracks}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="hnet-dna merge",
-        description="Gather the parts of `score-variants`, `embed` or `track` run with "
-                    "--shard I/N (every shard finished) into the outputs of the unsharded "
-                    "run, then remove OUT.parts.")
+    p = new_parser(
+        "hnet-dna merge",
+        "Gather the parts of `score-variants`, `embed` or `track` run with --shard I/N "
+        "(every shard finished) into the outputs of the unsharded run, then remove "
+        "OUT.parts.")
     p.add_argument("out", help="the --out given to the sharded commands")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--keep-parts", action="store_true", help="keep OUT.parts after merging")
@@ -209,26 +208,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main_merge(argv: Sequence[str] | None = None) -> int:
-    """``hnet-dna merge``; returns the exit code."""
-    from .cli import _run
-
-    return _run(_main_merge, argv)
-
-
-def _main_merge(argv: Sequence[str] | None) -> int:
-    from .cli import _setup_logging
-
-    args = _parser().parse_args(argv)
-    _setup_logging(args.verbose)
+def _run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     store = PartStore.load(args.out)
-    command = store.manifest["command"]
+    name = store.manifest["command"]
     outputs = store.manifest.get("outputs") or []
     check_outputs(outputs, inputs=list(store.manifest["inputs"]), overwrite=args.overwrite)
-    result = getattr(sys.modules[__name__], MERGERS[command])(store)
+    result = MERGERS[name](store)
     if not args.keep_parts:
         store.remove()
-    print(f"merged {len(store.blocks)} blocks of {command}")
+    print(f"merged {len(store.blocks)} blocks of {name}")
     if result is not None:
         print(result)
     return 0
+
+
+main_merge = command(_parser, _run)
+main_merge.__doc__ = "``hnet-dna merge``; returns the exit code."

@@ -22,7 +22,7 @@ from hnet_dna.genomics.fasta import Genome
 from hnet_dna.outputs import check_outputs
 
 from .regions import Block, Shard, genome_blocks, select_regions
-from .shards import PartStore, finish, run_blocks, shard_device
+from .shards import PartStore, finish, model_files, run_blocks, shard_device
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ def score_variants_blocks(
                "window": window, "genetic_code": genetic_code, "depth": depth,
                "strand_average": strand_average, "batch_size": batch_size, "info": list(info)}
     outputs = [str(x) for x in output_paths(out, list(genome.contigs.values()))]
-    store = PartStore.create(out, "score-variants", options, sources, plan,
+    store = PartStore.create(out, "score-variants", options,
+                             [vcf, genome.path, gff, regions_bed, *model_files(model)], plan,
                              shards=shard.count, outputs=outputs)
     index = None if header.is_bcf else tabix_index(vcf)
 
@@ -186,8 +187,10 @@ def embed_blocks(
                "block_size": block_size, "depths": list(depths), "pool": pool,
                "strand_average": strand_average, "window": window, "overlap": overlap,
                "boundaries_bed": boundaries_bed, "batch_size": batch_size}
-    store = PartStore.create(out, "embed", options, sources, plan, shards=shard.count,
-                             outputs=[str(p) for p in outputs], dims=dims)
+    store = PartStore.create(out, "embed", options, [fasta, bed, regions_bed,
+                                                     *model_files(model)],
+                             plan, shards=shard.count, outputs=[str(p) for p in outputs],
+                             dims=dims)
 
     def work(todo: list[Block]) -> None:
         for block in tqdm(todo, unit="block", desc=f"embed {shard}", disable=not progress):
@@ -247,8 +250,10 @@ def track_blocks_run(
                "model": str(model), "regions": list(regions), "regions_bed": regions_bed,
                "block_size": block_size, "window": window, "overlap": overlap,
                "forward_only": forward_only, "bigwig": bigwig, "batch_size": batch_size}
-    store = PartStore.create(out, "track", options, sources, [b for b, _ in pairs],
-                             shards=shard.count, outputs=[str(p) for p in outs], stages=stages)
+    store = PartStore.create(out, "track", options, [fasta, bed, regions_bed,
+                                                     *model_files(model)],
+                             [b for b, _ in pairs], shards=shard.count,
+                             outputs=[str(p) for p in outs], stages=stages)
     parent = {b.index: r for b, r in pairs}
     embedder = Embedder(PerBaseForward(net, batch_size), [], "mean", both, window, overlap,
                         progress=False, logp=True)

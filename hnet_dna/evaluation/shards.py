@@ -55,6 +55,20 @@ def input_stamps(paths: Iterable[str | os.PathLike | None]) -> dict[str, list[in
     return stamps
 
 
+def model_files(model) -> list[Path]:
+    """The files of a local model (its config and weights; a run folder's newest checkpoint):
+    a retrained model is a new run. A Hub name or an in-memory model gives none."""
+    if not isinstance(model, (str, os.PathLike)) or not Path(model).exists():
+        return []
+    from hnet_dna.training.checkpoint import find_model_folder
+
+    try:
+        folder = find_model_folder(model)
+    except (FileNotFoundError, OSError):
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+
 class PartStore:
     """The parts folder of one output: manifest, finished blocks, atomic part writes."""
 
@@ -68,7 +82,10 @@ class PartStore:
     def create(cls, out: str | os.PathLike, command: str, options: Mapping,
                inputs: Iterable[str | os.PathLike | None], blocks: Sequence[Block],
                **extra) -> PartStore:
-        """Open (or start) the parts of ``out``; refuses parts of a different run."""
+        """Open (or start) the parts of ``out``; refuses parts of a different run.
+
+        ``inputs``: the files whose size and modification time identify the run (the input
+        files and the model's, not index files, which another shard may be building)."""
         manifest = {"command": command, "options": dict(options),
                     "inputs": input_stamps(inputs),
                     "blocks": [[b.index, b.contig, b.start, b.end, b.region_start]

@@ -217,6 +217,16 @@ def test_merge_names_the_unfinished_shards(saved_model, data, tmp_path, capsys):
     assert "holds the parts of another run" in err and "window: 32 -> 40" in err
 
 
+def test_a_changed_input_or_model_is_a_new_run(saved_model, data, tmp_path, capsys):
+    vcf = tmp_path / "calls.vcf"
+    vcf.write_text(data["vcf"].read_text())
+    out = tmp_path / "o.vcf.gz"
+    assert _score(saved_model, data, vcf, out, "--shard", "1/3") == 0
+    os.utime(vcf, ns=(1, 1))  # the same name, another file
+    assert _score(saved_model, data, vcf, out, "--shard", "0/3") == 2
+    assert "(differs in inputs)" in capsys.readouterr().err
+
+
 def test_unsorted_vcf_is_refused_in_blocks(saved_model, data, tmp_path, capsys):
     lines = data["vcf"].read_text().splitlines(keepends=True)
     body = [x for x in lines if not x.startswith("#")]

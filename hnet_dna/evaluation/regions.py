@@ -152,6 +152,16 @@ def resolve_shard(shard: Shard | None, env: Mapping[str, str] | None = None) -> 
     return Shard(int(env["RANK"]), world, int(env.get("LOCAL_RANK", "0")))
 
 
+def _block_size(text: str) -> int:
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of bases, got {value}")
+    return value
+
+
 def add_region_options(p: argparse.ArgumentParser) -> None:
     """``--region``, ``--regions-bed``, ``--shard`` and ``--block-size`` (one definition for
     ``score-variants``, ``embed`` and ``track``)."""
@@ -164,7 +174,7 @@ def add_region_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shard", type=parse_shard, metavar="I/N",
                    help="do shard I of N (0-based) of the genome blocks and leave the parts "
                         "for `hnet-dna merge`; automatic under torchrun")
-    g.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE,
+    g.add_argument("--block-size", type=_block_size, default=DEFAULT_BLOCK_SIZE,
                    help="bases per block: the unit of sharding and of resuming")
 
 

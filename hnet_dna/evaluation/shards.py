@@ -95,6 +95,15 @@ class PartStore:
         path = store.dir / MANIFEST
         if path.is_file():
             old = json.loads(path.read_text())
+            # the blocks do not depend on the shard count: another count reuses them all
+            old_count = old.pop("shards", None)
+            count = manifest.pop("shards", None)
+            if old == manifest and old_count != count:
+                manifest["shards"] = count
+                with atomic_output(path) as tmp:
+                    tmp.write_text(json.dumps(manifest, indent=1))
+            manifest["shards"] = count
+            old["shards"] = count
             if old != manifest:
                 diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
                 detail = ""

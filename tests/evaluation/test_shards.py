@@ -130,6 +130,16 @@ def test_blocks_cover_each_base_once_and_shards_partition_them():
     assert [b.index for b in parts[1]] == [1, 4, 7]  # round-robin
 
 
+def test_bad_shard_and_block_size_options_exit_2(saved_model, data, capsys):
+    for option in (["--shard", "3/3"], ["--block-size", "0"], ["--shard", "x"]):
+        with pytest.raises(SystemExit) as exit_:
+            _score(saved_model, data, data["vcf"], data["dir"] / "never.vcf.gz", *option)
+        assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "need 0 <= I < N" in err and "must be a positive number of bases" in err
+    assert "expected I/N" in err
+
+
 def test_shard_option_and_torchrun_ranks():
     assert parse_shard("2/8") == Shard(2, 8)
     for bad in ("8/8", "1/0", "x", "-1/3"):
@@ -162,6 +172,16 @@ def test_sharded_score_variants_equals_unsharded(saved_model, data, unsharded, s
         assert _vcf_text(out).split("#CHROM")[1] == _vcf_text(unsharded).split("#CHROM")[1]
         ref = pl.read_parquet(unsharded.with_name("plain.parquet"))
         assert table.equals(ref)
+
+
+def test_another_shard_count_reuses_the_finished_blocks(saved_model, data, unsharded,
+                                                        tmp_path, caplog):
+    out = tmp_path / "mixed.vcf.gz"
+    assert _score(saved_model, data, data["vcf"], out, "--shard", "1/3") == 0
+    done = len(list(Path(f"{out}.parts").glob("block*.parquet")))
+    assert _score(saved_model, data, data["vcf"], out, "--shard", "0/1") == 0  # and merges
+    assert f"resuming: {done} of {done + 9} blocks of shard 0/1 were done" in caplog.text
+    _same_outputs(unsharded, out)
 
 
 def test_torchrun_ranks_shard_and_rank_0_merges(saved_model, data, unsharded, tmp_path,

@@ -194,18 +194,29 @@ class Embedder:
         return self.bases / self.seconds if self.seconds > 0 else float("nan")
 
     def embed(self, sequences: Iterable[tuple[str, np.ndarray]],
-              total: int | None = None) -> Iterator[Embedding]:
+              total: int | None = None, keys: Iterable | None = None) -> Iterator[Embedding]:
         """Yield one :class:`Embedding` per ``(name, base ids)`` in input order.
 
         Sequences are processed in groups of about ``group_bases`` bases so that batches stay
-        full while per-base arrays of only one group are held in memory.
+        full while per-base arrays of only one group are held in memory. ``keys`` (one per
+        sequence): a group also ends where the key changes (the genomic block of a BED
+        interval), so a run over blocks batches exactly as a run over everything.
         """
         bar = tqdm(total=total, unit="seq", desc="embed", disable=not self.progress)
         group: list[tuple[str, np.ndarray]] = []
         size = 0
+        keys = iter(keys) if keys is not None else None
+        last = None
         for name, ids in sequences:
             if len(ids) == 0:
                 raise InputError(f"sequence {name!r} is empty")
+            if keys is not None:
+                key = next(keys)
+                if group and key != last:
+                    yield from self._embed_group(group)
+                    bar.update(len(group))
+                    group, size = [], 0
+                last = key
             group.append((name, np.asarray(ids)))
             size += len(ids) * (2 if self.strand_average else 1)
             if size >= self.group_bases:

@@ -460,5 +460,15 @@ def test_sharded_embed_equals_unsharded_in_bed_order(saved_model, data, tmp_path
     np.testing.assert_allclose(np.stack(sharded["emb_final"].to_numpy()),
                                np.stack(plain["emb_final"].to_numpy()), rtol=0, atol=1e-5)
     assert (tmp_path / "sh.bed").read_text().count("\n") > 100
+    # a sorted BED: the plain run batches by the same blocks, and equals the shards to the bit
+    bed.write_text("y\t100\t1500\ta\ny\t1600\t1900\te\ny\t15000\t16000\td\n"
+                   "z\t200\t900\tc\nz\t9000\t9800\tb\t0\t-\n")
+    assert embed(tmp_path / "plain2.parquet") == 0
+    for i in (0, 1):
+        assert embed(tmp_path / "sh2.parquet", "--shard", f"{i}/2") == 0
+    assert main_merge([str(tmp_path / "sh2.parquet")]) == 0
+    assert pl.read_parquet(tmp_path / "sh2.parquet").equals(
+        pl.read_parquet(tmp_path / "plain2.parquet"))
+    assert (tmp_path / "sh2.bed").read_text() == (tmp_path / "plain2.bed").read_text()
     assert embed(tmp_path / "x.parquet", "--region", "z") == 0
-    assert pl.read_parquet(tmp_path / "x.parquet")["name"].to_list() == ["b", "c"]
+    assert pl.read_parquet(tmp_path / "x.parquet")["name"].to_list() == ["c", "b"]  # z only

@@ -78,8 +78,11 @@ def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         tmp = {path: stack.enter_context(atomic_output(path)) for path in written}
         writer = EmbeddingWriter(args.out, dims, total.bases if args.per_base else None,
                                  target=tmp.__getitem__)
-        for item, emb in zip(inputs.records, embedder.embed(inputs.sequences(), total.count),
-                             strict=True):
+        # groups end at block-grid cells, as in a run in blocks (--shard): same batches
+        keys = ((r.contig, r.start // args.block_size) for r in inputs.records)
+        embedded = embedder.embed(inputs.sequences(), total.count,
+                                  keys if args.fasta else None)
+        for item, emb in zip(inputs.records, embedded, strict=True):
             writer.add(item, emb)
             if args.boundaries_bed:
                 bounds += boundaries(emb, item.contig, item.start, item.strand)

@@ -170,8 +170,15 @@ def stream_blocks(vcf: str | os.PathLike, genome: Genome, blocks: Sequence[Block
 
     tagged = ((lineno, line, key(lineno, line)) for lineno, line in records)
     selected = (t for t in tagged if t[2] is not None)
+    seen: set[int] = set()
     for _, group in itertools.groupby(selected, key=lambda t: t[2][0].index):
         lineno, line, (block, rank) = next(group)
+        if block.index in seen:  # two VCF contigs that name one FASTA record (chrM and MT)
+            raise InputError(f"{vcf}:{lineno}: records of {block.contig}:{block.start + 1}-"
+                             f"{block.end} come back after other records: two VCF contigs "
+                             f"name FASTA record {block.contig}; rename one (bcftools annotate "
+                             "--rename-chrs)")
+        seen.add(block.index)
         yield BlockRecords(block, rank, itertools.chain(
             [(lineno, line)], ((n, text) for n, text, _ in group)))  # noqa: B031 - its rest
 
@@ -188,7 +195,11 @@ def tabix_blocks(vcf: str | os.PathLike, genome: Genome, blocks: Sequence[Block]
         contigs = list(tbx.contigs)
         by_fasta: dict[str, str] = {}
         for c in contigs:
-            by_fasta.setdefault(locate.fasta_name(c) or c, c)
+            name = locate.fasta_name(c) or c
+            if name in by_fasta:
+                raise InputError(f"{vcf}: contigs {by_fasta[name]} and {c} both name FASTA "
+                                 f"record {name}; rename one (bcftools annotate --rename-chrs)")
+            by_fasta[name] = c
         for block in blocks:
             name = by_fasta.get(block.contig)
             if name is None:  # no record on this contig

@@ -256,6 +256,16 @@ def test_unsorted_vcf_is_refused_in_blocks(saved_model, data, tmp_path, capsys):
     assert "the VCF is not sorted" in capsys.readouterr().err
 
 
+def test_two_vcf_contigs_naming_one_fasta_record_are_refused(saved_model, data, tmp_path,
+                                                             capsys):
+    body = [x for x in data["vcf"].read_text().splitlines(keepends=True) if x.startswith("z\t")]
+    head = [x for x in data["vcf"].read_text().splitlines(keepends=True) if x.startswith("#")]
+    vcf = tmp_path / "alias.vcf"
+    vcf.write_text("".join(head + body + ["chr" + x for x in body[:50]]))
+    assert _score(saved_model, data, vcf, tmp_path / "a.vcf.gz", "--region", "z") == 2
+    assert "two VCF contigs name FASTA record z" in capsys.readouterr().err
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "hnet_dna.cli", *args]
 

@@ -328,7 +328,7 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
     from hnet_dna.genomics.fasta import Genome
     from hnet_dna.outputs import check_outputs
 
-    from .consequences import CONSEQUENCES, cds_snvs, read_cds_models
+    from .consequences import HIGH_OR_MODERATE, cds_snvs, read_cds_models
     from .metrics import label_by_rules, pairwise_class_aurocs, score_aucs
     from .vcf_scoring import (
         check_options,
@@ -391,7 +391,7 @@ def _main_score_variants(argv: Sequence[str] | None) -> int:
         scored = table.filter(pl.col("status") == "ok")
         print(scored.group_by("consequence").agg(pl.len(), pl.col("llr").mean())
               .sort("consequence"))
-        pairs = [(a, "synonymous_variant") for a in CONSEQUENCES[:7]]
+        pairs = [(a, "synonymous_variant") for a in HIGH_OR_MODERATE]
         pairs.append(("synonymous_variant", "intron_variant"))
         aucs = pairwise_class_aurocs(scored, "consequence", "llr", pairs)
         print(aucs.filter((pl.col("n_low") > 0) & (pl.col("n_high") > 0)))

@@ -43,8 +43,8 @@ from hnet_dna.genomics.fasta import Genome
 from .cds_models import Transcript, read_cds_models
 from .coding_effects import CodingFrame, edit_terms, translate_codons
 
-__all__ = ["CONSEQUENCES", "IMPACT", "SEVERITY", "ConsequenceAnnotator", "Transcript",
-           "cds_snvs", "read_cds_models"]
+__all__ = ["CONSEQUENCES", "HIGH_OR_MODERATE", "IMPACT", "SEVERITY", "ConsequenceAnnotator",
+           "Transcript", "cds_snvs", "read_cds_models"]
 
 CONSEQUENCES: tuple[str, ...] = (
     "splice_acceptor_variant", "splice_donor_variant", "stop_gained", "frameshift_variant",
@@ -58,6 +58,8 @@ SEVERITY = {c: i for i, c in enumerate(CONSEQUENCES)}
 #: VEP's IMPACT of each term (HIGH, MODERATE, LOW, MODIFIER)
 IMPACT = {c: "HIGH" if i < 6 else "MODERATE" if i < 10 else "LOW" if i < 15 else "MODIFIER"
           for i, c in enumerate(CONSEQUENCES)}
+#: the terms of HIGH or MODERATE impact, most severe first
+HIGH_OR_MODERATE = tuple(c for c in CONSEQUENCES if IMPACT[c] in ("HIGH", "MODERATE"))
 
 FLANK = 64  # genomic bases kept beyond each transcript end, context for indels at its ends
 

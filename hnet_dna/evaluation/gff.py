@@ -31,6 +31,8 @@ class GFFFormatError(InputError):
 
 
 _GTF_ITEM = re.compile(r'\s*([A-Za-z_][\w.-]*)\s+(?:"((?:[^"\\]|\\.)*)"|([^;\s"]+))\s*$')
+# one ``key "value";`` pair from a position; a quoted value may hold ';' (NCBI's notes do)
+_GTF_PAIR = re.compile(r'[\s;]*([A-Za-z_][\w.-]*)\s+(?:"((?:[^"\\]|\\.)*)"|([^;\s"]+))\s*(?:;|$)')
 
 
 def _open_text(path: str | os.PathLike):
@@ -55,13 +57,15 @@ def _gff3_attrs(text: str, where: str) -> dict[str, str]:
 
 def _gtf_attrs(text: str, cols: list[str], where: str) -> dict[str, str]:
     attrs: dict[str, str] = {}
-    for item in _attr_items(text):
-        m = _GTF_ITEM.match(item)
+    pos, text = 0, "" if text.strip() == "." else text.rstrip()
+    while text[pos:].strip(" \t;"):
+        m = _GTF_PAIR.match(text, pos)
         if m is None:
-            raise GFFFormatError(f"{where}: GTF attribute {item.strip()!r} is not "
-                                 'key "value"')
+            item = text[pos:].strip(" \t;").split(";", 1)[0].strip()
+            raise GFFFormatError(f"{where}: GTF attribute {item!r} is not key \"value\"")
         key, value = m.group(1), m.group(2) if m.group(2) is not None else m.group(3)
         attrs[key] = f"{attrs[key]},{value}" if key in attrs else value
+        pos = m.end()
     feature = cols[2]
     if feature in ("CDS", "exon", "stop_codon", "start_codon") and "transcript_id" not in attrs:
         raise GFFFormatError(f"{where}: GTF {feature} line without transcript_id")

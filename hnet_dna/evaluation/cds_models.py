@@ -41,20 +41,15 @@ class Transcript:
     segments: list[tuple[int, int]]
     phase: int = 0
     exons: list[tuple[int, int]] = field(default_factory=list)
+    start: int = field(init=False)  # genomic span of the exons
+    end: int = field(init=False)
     _seq: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.exons:
             self.exons = list(self.segments)
-
-    @property
-    def start(self) -> int:
-        """Genomic start of the transcript (its exons)."""
-        return min(s for s, _ in self.exons)
-
-    @property
-    def end(self) -> int:
-        return max(e for _, e in self.exons)
+        self.start = min(s for s, _ in self.exons)
+        self.end = max(e for _, e in self.exons)
 
     @property
     def cds_length(self) -> int:

@@ -146,7 +146,8 @@ class ConsequenceAnnotator:
             s += 1
         g0, g1, ins = pos + p, pos + len(ref) - s, alt[p:len(alt) - s]
         found: set[str] = set()
-        for t in self.overlapping(contig, pos, pos + max(len(ref), 1)):
+        # transcripts within FLANK: another placement of an indel may reach into them
+        for t in self.overlapping(contig, pos - FLANK, pos + len(ref) + FLANK):
             found |= self._transcript_terms(t, g0, g1, ins)
         return found or {"sequence_variant"}
 

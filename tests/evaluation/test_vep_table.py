@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from itertools import product
 
+import numpy as np
 import pytest
-from eval_data import DATA
+from eval_data import DATA, YEAST_GFF
 
 from hnet_dna.evaluation.consequences import (
     CONSEQUENCES,
@@ -110,3 +111,45 @@ def test_a_cds_outside_its_exons_is_refused(genome, tmp_path):
         "exon\t78\t92", "exon\t79\t92"))
     with pytest.raises(ValueError, match=r"bad.gff3: CDS chrD:78-92 of 'txP' is not inside"):
         read_cds_models(path, genome.contigs)
+
+
+def _placements(seq: str, g0: int, g1: int, ins: str):
+    """Every genomic placement ``(g0, g1, ins)`` of a pure insertion or deletion."""
+    out = [(g0, g1, ins)]
+    while True:  # shift 3' (right) one base at a time
+        if ins and g0 < len(seq) and seq[g0] == ins[0]:
+            ins, g0, g1 = ins[1:] + seq[g0], g0 + 1, g1 + 1
+        elif not ins and g1 < len(seq) and seq[g1] == seq[g0]:
+            g0, g1 = g0 + 1, g1 + 1
+        else:
+            return out
+        out.append((g0, g1, ins))
+
+
+def test_an_indel_gets_one_term_wherever_it_is_placed(yeast):
+    """Real yeast CDS: random indels in homopolymers and short repeats; every placement of the
+    same haplotype (as a VCF record with its anchor base) gives the same term, when all of
+    them lie within the exons (splice terms are judged on the record, as VEP does)."""
+    models = read_cds_models(YEAST_GFF, yeast.contigs)
+    ann = ConsequenceAnnotator(yeast, models)
+    rng = np.random.default_rng(0)
+    seen, tried = set(), 0
+    singles = [t for t in models if len(t.exons) == 1 and t.cds_length > 300]
+    while tried < 400:
+        t = singles[rng.integers(len(singles))]
+        seq = yeast.fetch(t.contig, 0, yeast.contigs[t.contig]).upper()
+        g0 = int(rng.integers(t.start - 8, t.end + 8))
+        k = int(rng.integers(1, 5))
+        if rng.random() < 0.5:
+            g0, g1, ins = g0, g0 + k, ""  # delete k bases
+        else:
+            g0, g1, ins = g0, g0, seq[g0:g0 + k]  # duplicate k bases: a shiftable insertion
+        places = _placements(seq, g0, g1, ins)
+        if len(places) < 2 or not all(t.start - 60 < p[0] and p[1] < t.end + 60 for p in places):
+            continue
+        tried += 1
+        terms = {ann.annotate(t.contig, p0 - 1, seq[p0 - 1:p1], seq[p0 - 1] + pins)
+                 for p0, p1, pins in places}
+        assert len(terms) == 1, (t.id, places, terms)
+        seen |= terms
+    assert {"frameshift_variant", "inframe_deletion", "inframe_insertion"} <= seen

@@ -21,6 +21,7 @@ import argparse
 import importlib.util
 import resource
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,8 @@ def main(argv=None) -> None:
         print(f"{label}: {len(variants)} variants in {dt:.1f} s = {len(variants) / dt:,.0f}/s, "
               f"RSS +{_rss_mb() - before:.0f} MB; "
               f"{sum(t != 'sequence_variant' for t in terms)} in a coding transcript")
+        counts = Counter(terms).most_common()
+        print("  " + ", ".join(f"{term} {n}" for term, n in counts))
         for other in annotators[1:]:
             differ = sum(other.annotate(*v) != t for v, t in zip(variants, terms, strict=True))
             print(f"  GFF3 vs GTF: {differ} of {len(variants)} terms differ")

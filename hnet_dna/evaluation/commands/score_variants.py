@@ -147,7 +147,7 @@ def saturation_sites(args: argparse.Namespace, genome) -> str:
 
 def print_evaluations(args: argparse.Namespace, table: pl.DataFrame) -> None:
     """AUROCs of the scores against the requested labels, and per consequence class."""
-    from ..consequences import CONSEQUENCES
+    from ..consequences import HIGH_OR_MODERATE
     from ..metrics import label_by_rules, pairwise_class_aurocs, score_aucs
 
     if args.label_positive:
@@ -161,7 +161,7 @@ def print_evaluations(args: argparse.Namespace, table: pl.DataFrame) -> None:
         scored = table.filter(pl.col("status") == "ok")
         print(scored.group_by("consequence").agg(pl.len(), pl.col("llr").mean())
               .sort("consequence"))
-        pairs = [(a, "synonymous_variant") for a in CONSEQUENCES[:7]]
+        pairs = [(a, "synonymous_variant") for a in HIGH_OR_MODERATE]
         pairs.append(("synonymous_variant", "intron_variant"))
         aucs = pairwise_class_aurocs(scored, "consequence", "llr", pairs)
         print(aucs.filter((pl.col("n_low") > 0) & (pl.col("n_high") > 0)))

@@ -64,7 +64,7 @@ class PreloadedCodes:
         for (i, iv), at in zip(intervals, self.starts.tolist(), strict=True):
             for a in range(iv.start, iv.end, _CHUNK):
                 b = min(a + _CHUNK, iv.end)
-                code = tables.pack(*sources[i].fetch_encoded(iv.contig, a, b))
+                code = tables.read(sources[i], iv.contig, a, b)
                 self.codes[at + a - iv.start:at + b - iv.start] = code
                 s, e = _runs(tables.zero[code])
                 run_s.append(s + at + a - iv.start)

@@ -51,6 +51,13 @@ def _status(pid: int | str = "self") -> dict[str, float]:
     return out
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as fh:
@@ -89,14 +96,16 @@ def cmd_windows(args: argparse.Namespace) -> None:
     stream = train_stream(corpus, cfg, seed=0)
     built = time.perf_counter() - t0
     next(stream)  # first batch: handles opened
-    n, t1 = 0, time.perf_counter()
+    n, t1, c1 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t1 < args.seconds:
         n += next(stream)["tokens"].shape[0]
-    dt = time.perf_counter() - t1
+    dt, cpu = time.perf_counter() - t1, time.process_time() - c1
     print(json.dumps({"step": "windows", "genome": args.genome, "backend": args.backend,
                       "open_s": round(opened, 2), "dataset_s": round(built - opened, 2),
                       "windows_per_s": round(n / dt), "mb_per_s": round(n * cfg.context_length
                                                                         / dt / 1e6, 2),
+                      "cpu_s": round(cpu, 1),
+                      "mb_per_cpu_s": round(n * cfg.context_length / cpu / 1e6, 2),
                       "rss_mb": round(_status()["VmRSS"]), **{
                           k: str(getattr(corpus.genomes[0], k)) for k in ("backend",)}}))
 
@@ -118,14 +127,19 @@ def _rank(args: argparse.Namespace) -> None:
     t1 = time.perf_counter()
     n = first["tokens"].shape[0]
     workers: dict[int, dict[str, float]] = {}
+    sampled = 0.0
     while time.perf_counter() - t1 < args.seconds:
         n += next(stream)["tokens"].shape[0]
+        if time.perf_counter() - sampled < 1.0:  # /proc reads are not free: once a second
+            continue
+        sampled = time.perf_counter()
         for pid in _children(os.getpid()):
             try:
-                workers[pid] = _status(pid)
+                workers[pid] = {**_status(pid), "cpu_s": _cpu_seconds(pid)}
             except OSError:
                 pass
     dt = time.perf_counter() - t1
+    worker_cpu = sum(w["cpu_s"] for w in workers.values())
     held_out = 0
     for i, batch in enumerate(evaluation):  # the held-out split as the evaluator reads it
         held_out += batch["tokens"].numel()
@@ -135,10 +149,12 @@ def _rank(args: argparse.Namespace) -> None:
     print(json.dumps({
         "step": "rank", "rank": args.rank, "startup_s": round(startup, 1),
         "train_windows_per_s": round(n / dt), "train_mb_per_s": round(n * 1024 / dt / 1e6, 2),
+        # what a worker makes per second of CPU it gets (workers also start up: a lower bound)
+        "train_mb_per_worker_cpu_s": round(n * 1024 / max(worker_cpu, 1e-9) / 1e6, 2),
         "eval_batches_total": len(evaluation), "eval_bases_read": held_out,
         "rss_mb": round(me["VmRSS"]), "peak_rss_mb": round(me["VmHWM"]),
         "pss_mb": round(me.get("Pss", 0)),
-        "workers": [{k: round(v) for k, v in w.items()} for w in workers.values()]}),
+        "workers": [{k: round(v, 1) for k, v in w.items()} for w in workers.values()]}),
         flush=True)
     dist.barrier()
     dist.destroy_process_group()

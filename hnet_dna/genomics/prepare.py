@@ -15,12 +15,15 @@ indexed at all; one byte per base costs 3.1 GB of disk for hg38 and nothing per 
 
 Atomic: the three files are written under temporary names and renamed into place, data first
 and summary last, so an interrupted run leaves either the old result or temporary files, never
-a half-written genome that looks complete. Reused: a prepared genome whose summary names the
-source's current size and mtime, and whose own data and index are unchanged, is up to date.
+a half-written genome that looks complete. Ranks that open the same unprepared genome together
+wait on a lock file beside the output (``.<name>.lock``, left in place) for the one that
+prepares it. Reused: a prepared genome whose summary names the source's current size and mtime,
+and whose own data and index are unchanged, is up to date.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -113,14 +116,23 @@ def prepare_genome(source: str | os.PathLike, out_dir: str | os.PathLike | None 
     if up_to_date(source, out):
         log.info("%s: prepared genome %s is up to date", source, out)
         return out
-    if out.exists() and not _ours(out):
-        raise OutputError(f"{out} exists and is not a prepared genome; move it away or "
-                          "choose another output folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise IndexFolderError(f"{source}: cannot create {out.parent} for the prepared genome "
                                f"({err.strerror}); pass a writable output folder") from None
+    # ranks that start together wait for the one preparing, then reuse its result
+    with open(out.with_name(f".{out.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if up_to_date(source, out):
+            return out
+        return _prepare(source, out, format, progress)
+
+
+def _prepare(source: Path, out: Path, format: SeqFormat, progress: bool) -> Path:
+    if out.exists() and not _ours(out):
+        raise OutputError(f"{out} exists and is not a prepared genome; move it away or "
+                          "choose another output folder")
     t0 = time.perf_counter()
     log.info("preparing %s -> %s (once; later opens reuse it)", source, out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

@@ -118,11 +118,12 @@ def test_bad_input_leaves_nothing_behind(tmp_path):
     with pytest.raises(SequenceFormatError, match=re.escape(
             f"{src}: record 'two' position 9 (0-based): invalid base 'X'")):
         prepare_genome(src)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.fa.gz"]  # no partial output
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".bad.fa.gz.prepared.fa.lock", "bad.fa.gz"]  # no partial output
     src.write_bytes(gzip.compress(b">a\nAC\n>a\nGT\n"))
     with pytest.raises(SequenceFormatError, match=re.escape(f"{src}: duplicate record name 'a'")):
         prepare_genome(src)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.fa.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == left
 
 
 def test_a_users_file_at_the_output_path_is_not_overwritten(tmp_path):
@@ -238,3 +239,33 @@ def test_prepare_command(tmp_path, capsys):
     assert capsys.readouterr().err == (f"hnet-dna prepare: {folder}/c.fa.gz: record 'c' "
                                        "position 2 (0-based): invalid base '-'\n")
     assert main(["prepare", str(tmp_path / "missing.fa"), "-q"]) == 2
+
+
+def _prepare_in_child(src, queue):
+    import logging
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("hnet_dna.genomics.prepare")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    out = prepare_genome(src)
+    queue.put((str(out), sum(m.startswith("preparing") for m in seen)))
+
+
+def test_ranks_opening_together_prepare_once(tmp_path):
+    import multiprocessing
+
+    src = tmp_path / "g.fa.gz"
+    src.write_bytes(gzip.compress(_fasta(_records()).encode()))
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_prepare_in_child, args=(src, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join()
+    assert {out for out, _ in results} == {str(tmp_path / "g.fa.gz.prepared.fa")}
+    assert sum(n for _, n in results) == 1  # one prepared it, the others waited and reused it

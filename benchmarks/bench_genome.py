@@ -32,6 +32,28 @@ import sys
 import time
 from pathlib import Path
 
+RESULTS = Path(__file__).parent / "results" / "genome_scale.json"
+
+
+def _record(label: str | None, record: dict) -> None:
+    """Print ``record``; with a label, keep it in results/genome_scale.json (with the load
+    average and commit) and re-render benchmarks/README.md's genome-scale section."""
+    print(json.dumps(record), flush=True)
+    if not label:
+        return
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    saved[label] = {**record, "loadavg": [round(x, 2) for x in os.getloadavg()],
+                    "commit": commit, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "command": " ".join(["python", "benchmarks/bench_genome.py", *sys.argv[1:]])}
+    RESULTS.write_text(json.dumps(saved, indent=1) + "\n")
+    readme = Path(__file__).parent / "README.md"
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.report import genome_scale_section, replace_section
+
+    readme.write_text(replace_section(readme.read_text(), genome_scale_section(saved)))
+
 
 def _status(pid: int | str = "self") -> dict[str, float]:
     """VmRSS / VmHWM (MB) from /proc, and PSS (MB) from smaps_rollup."""
@@ -67,15 +89,21 @@ def _children(pid: int) -> list[int]:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
+    """``prepare_genome`` (bgzip with ``--index-only``: the faidx index pysam builds)."""
+    from hnet_dna.genomics.fasta import Genome
     from hnet_dna.genomics.prepare import prepare_genome
 
     t0 = time.perf_counter()
-    out = prepare_genome(args.source, args.out_dir, progress=False)
+    if args.index_only:
+        out = Genome(args.source, backend="pysam")._fai
+    else:
+        out = prepare_genome(args.source, args.out_dir, progress=False)
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"step": "prepare", "source": args.source, "out": str(out),
-                      "seconds": round(dt, 1), "peak_rss_mb": round(peak),
-                      "bytes": Path(out).stat().st_size}))
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    _record(args.label, {"step": "prepare", "source": args.source, "out": str(out),
+                         "seconds": round(dt, 1), "cpu_s": round(cpu.ru_utime + cpu.ru_stime, 1),
+                         "peak_rss_mb": round(peak), "bytes": Path(out).stat().st_size})
 
 
 def _data_config(args: argparse.Namespace):
@@ -100,14 +128,14 @@ def cmd_windows(args: argparse.Namespace) -> None:
     while time.perf_counter() - t1 < args.seconds:
         n += next(stream)["tokens"].shape[0]
     dt, cpu = time.perf_counter() - t1, time.process_time() - c1
-    print(json.dumps({"step": "windows", "genome": args.genome, "backend": args.backend,
+    _record(args.label, {"step": "windows", "genome": args.genome,
                       "open_s": round(opened, 2), "dataset_s": round(built - opened, 2),
                       "windows_per_s": round(n / dt), "mb_per_s": round(n * cfg.context_length
                                                                         / dt / 1e6, 2),
                       "cpu_s": round(cpu, 1),
                       "mb_per_cpu_s": round(n * cfg.context_length / cpu / 1e6, 2),
-                      "rss_mb": round(_status()["VmRSS"]), **{
-                          k: str(getattr(corpus.genomes[0], k)) for k in ("backend",)}}))
+                      "rss_mb": round(_status()["VmRSS"]),
+                      "backend": corpus.genomes[0].backend})
 
 
 def _rank(args: argparse.Namespace) -> None:
@@ -165,11 +193,48 @@ def cmd_ranks(args: argparse.Namespace) -> None:
     procs = [subprocess.Popen([sys.executable, __file__, "_rank", args.genome, "--rank", str(r),
                                "--ranks", str(args.ranks), "--workers", str(args.workers),
                                "--seconds", str(args.seconds), "--port", str(args.port),
-                               "--eval-batches", str(args.eval_batches)], env=env)
+                               "--eval-batches", str(args.eval_batches)], env=env,
+                              stdout=subprocess.PIPE, text=True)
              for r in range(args.ranks)]
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise SystemExit(f"rank exit codes {codes}")
+    outs = [p.communicate()[0] for p in procs]
+    if any(p.returncode for p in procs):
+        raise SystemExit(f"rank exit codes {[p.returncode for p in procs]}")
+    ranks = [json.loads(out.strip().splitlines()[-1]) for out in outs]
+    _record(args.label, {"step": "ranks", "genome": args.genome, "ranks": ranks})
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    """``torchrun --nproc-per-node R -m hnet_dna.cli pretrain`` (the default model and data
+    settings, 3 steps, 20 held-out batches, Markov baselines on), with the peak RSS of every
+    rank and DataLoader worker sampled from /proc once a second."""
+    cmd = [str(Path(sys.executable).with_name("torchrun")), "--nproc-per-node", str(args.ranks),
+           "-m", "hnet_dna.cli", "pretrain", f"data.corpus={args.genome}",
+           f"data.num_workers={args.workers}", "trainer.max_steps=3",
+           "trainer.eval_max_batches=20", "trainer.progress_bar=false",
+           f"hydra.run.dir={args.run_dir}"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peaks: dict[int, tuple[str, float]] = {}
+    while proc.poll() is None:
+        for rank in _children(proc.pid):  # torchrun starts the ranks itself
+            for pid, role in [(rank, "rank"), *((w, "worker") for w in _children(rank))]:
+                try:
+                    hwm = _status(pid)["VmHWM"]
+                except OSError:
+                    continue
+                peaks[pid] = (role, max(hwm, peaks.get(pid, (role, 0.0))[1]))
+        time.sleep(1.0)
+    out = proc.stdout.read()
+    if proc.returncode:
+        raise SystemExit(f"pretrain failed ({proc.returncode}):\n{out[-3000:]}")
+    lines = [line for line in out.splitlines() if "Markov baselines" in line]
+    _record(args.label, {
+        "step": "pretrain", "genome": args.genome, "ranks": args.ranks, "workers": args.workers,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "rank_peak_rss_mb": sorted(round(v) for r, v in peaks.values() if r == "rank"),
+        "worker_peak_rss_mb": sorted(round(v) for r, v in peaks.values() if r == "worker"),
+        "markov": lines})
 
 
 def main() -> None:
@@ -178,7 +243,9 @@ def main() -> None:
     s = sub.add_parser("prepare")
     s.add_argument("source")
     s.add_argument("--out-dir", default=None)
-    for name in ("windows", "ranks", "_rank"):
+    s.add_argument("--index-only", action="store_true")
+    s.add_argument("--label", default=None, help="keep the result under this name")
+    for name in ("windows", "ranks", "_rank", "pretrain"):
         s = sub.add_parser(name)
         s.add_argument("genome", help="FASTA path (prepared genome, bgzip, ...) as data.corpus")
         s.add_argument("--seconds", type=float, default=20.0)
@@ -188,9 +255,11 @@ def main() -> None:
         s.add_argument("--port", type=int, default=29517)
         s.add_argument("--eval-batches", type=int, default=200)
         s.add_argument("--backend", default="auto")
+        s.add_argument("--label", default=None, help="keep the result under this name")
+        s.add_argument("--run-dir", default="/tmp/genome_bench/runs/bench")
     args = p.parse_args()
     {"prepare": cmd_prepare, "windows": cmd_windows, "ranks": cmd_ranks,
-     "_rank": _rank}[args.cmd](args)
+     "pretrain": cmd_pretrain, "_rank": _rank}[args.cmd](args)
 
 
 if __name__ == "__main__":

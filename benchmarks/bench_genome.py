@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -46,7 +47,7 @@ def _record(label: str | None, record: dict) -> None:
     saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     saved[label] = {**record, "loadavg": [round(x, 2) for x in os.getloadavg()],
                     "commit": commit, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                    "command": " ".join(["python", "benchmarks/bench_genome.py", *sys.argv[1:]])}
+                    "command": shlex.join(["python", "benchmarks/bench_genome.py", *sys.argv[1:]])}
     RESULTS.write_text(json.dumps(saved, indent=1) + "\n")
     readme = Path(__file__).parent / "README.md"
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -220,8 +221,10 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         for rank in _children(proc.pid):  # torchrun starts the ranks itself
             for pid, role in [(rank, "rank"), *((w, "worker") for w in _children(rank))]:
                 try:
-                    hwm = _status(pid)["VmHWM"]
+                    hwm = _status(pid).get("VmHWM")  # none once the process has exited
                 except OSError:
+                    continue
+                if hwm is None:
                     continue
                 peaks[pid] = (role, max(hwm, peaks.get(pid, (role, 0.0))[1]))
         time.sleep(1.0)

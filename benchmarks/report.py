@@ -80,6 +80,11 @@ workers) is a separate script, run on its own: `python benchmarks/bench_loader.p
 One command for a short GPU lease (under 8 minutes on one H200). It writes `gpu_check.json` and
 a short `gpu_check.md` to `--out` (default `benchmarks/results/gpu_check/`) after every section,
 so a run cut short keeps what it measured; a failing section is recorded and the next one runs.
+`gpu_check.py` is the command and the run loop; each section is a module of `benchmarks/gpu/`
+(`environment`, `parity`, `throughput`, `generation`, `data_efficiency`, in that order) on the
+shared `context.py` (sizes, time shares, the budget) and `results.py` (the two files). A new
+section is one module there, one entry in `gpu_check.SECTION_MODULES` and its share in
+`Plan.shares`.
 
 * **parity**: every fast path hnet_dna dispatches to against its torch path on the same CUDA
   inputs, fp32 and bf16, outputs and gradients, both against a float64 CPU oracle: SSD scan ->

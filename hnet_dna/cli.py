@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage())
         return 0
     if args[0] in ("-V", "--version"):
-        from hnet_dna import __version__
+        from hnet_dna._version import __version__
 
         print(f"hnet-dna {__version__}")
         return 0

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hnet_dna.errors import InputError
+from hnet_dna.errors import InputError, OutputError
 from hnet_dna.genomics.fasta import Genome
 from hnet_dna.genomics.intervals import read_bed
 from hnet_dna.outputs import atomic_output
@@ -88,8 +88,15 @@ def bed_names(stages: int, both_strands: bool) -> list[str]:
 
 def track_outputs(prefix: str | os.PathLike, stages: int, both_strands: bool = True,
                   bigwig: bool = True) -> list[Path]:
-    """Every file :func:`write_tracks` writes for ``prefix`` (checked before any work)."""
-    prefix = str(prefix)
+    """Every file :func:`write_tracks` writes for ``prefix`` (checked before any work).
+
+    A prefix that is a folder (or ends in ``/``) is refused: its files would be hidden
+    dot-files (``DIR/.logp.fwd.bedGraph``) or land beside the folder."""
+    prefix = os.fspath(prefix)
+    if prefix.endswith(("/", os.sep)) or Path(prefix).is_dir():
+        folder = prefix.rstrip("/" + os.sep) or prefix
+        raise OutputError(f"output prefix {prefix} is a folder; give an output prefix such as "
+                          f"{os.path.join(folder, 'NAME')} (files NAME.logp.fwd.bedGraph, ...)")
     out = []
     for name in signal_names(stages, both_strands):
         out.append(Path(f"{prefix}.{name}.bedGraph"))
@@ -137,7 +144,9 @@ class TrackWriter:
         for name in names:
             tmp = stack.enter_context(atomic_output(f"{prefix}.{name}.bedGraph"))
             self.graphs[name] = stack.enter_context(open(tmp, "w"))
-            self.graphs[name].write(f"track type=bedGraph name={Path(prefix).name}.{name}\n")
+            # quoted: a name may hold spaces (a browser splits unquoted values at them)
+            title = f"{Path(prefix).name}.{name}".replace('"', "'")
+            self.graphs[name].write(f'track type=bedGraph name="{title}"\n')
             if bigwig:
                 try:
                     import pyBigWig
@@ -181,6 +190,7 @@ def write_tracks(embedder: Embedder, genome: Genome, regions: Sequence[Region], 
         raise ValueError("the embedder must keep log-probabilities (Embedder(logp=True))")
     stages = embedder.runner.config.num_stages
     both = embedder.strand_average
+    track_outputs(prefix, stages, both, bigwig)  # a folder as prefix is refused
     seqs = ((f"{r.contig}:{r.start}-{r.end}", genome.fetch_encoded(r.contig, r.start, r.end)[0])
             for r in regions)
     bounds: list[Boundary] = []

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.fasta import Genome
-from hnet_dna.outputs import atomic_output, check_outputs
+from hnet_dna.outputs import atomic_output, check_free_space, check_outputs
 
 from .consequences import ConsequenceAnnotator
 from .scoring import SCORE_COLUMNS, VariantScorer
@@ -427,6 +427,9 @@ def score_variants(
     scored = int((table["status"] == "ok").sum())
     if table.height and not scored:
         raise InputError(_nothing_scored(vcf, counter, table, genome))
+    # the table (its in-memory size bounds its parquet) and the VCF (about the input's size)
+    check_free_space(out_table, table.estimated_size() + Path(vcf).stat().st_size,
+                     what="outputs starting with")
     with atomic_output(out_table) as tmp:
         table.write_parquet(tmp)
         records = write_scored_vcf(vcf, out_vcf, table, genome)

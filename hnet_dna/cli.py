@@ -92,7 +92,7 @@ register_command(
 
 
 def _prepare(args: list[str]) -> int:
-    from hnet_dna.genomics.prepare import main as prepare_main
+    from hnet_dna.genomics.prepare_cli import main as prepare_main
 
     return prepare_main(args)
 

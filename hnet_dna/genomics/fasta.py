@@ -31,6 +31,7 @@ from .aliases import resolve_contig
 from .alphabet import ENCODE_TABLE, InvalidBaseError, as_bytes, encode
 from .faidx import ensure_index, read_fai
 from .mapped import FaiReader, read_fai_entries
+from .prepare import prepare_genome
 from .records import (  # noqa: F401  (re-exported: the public home of these names)
     SeqFormat,
     SequenceFormatError,
@@ -114,8 +115,6 @@ class Genome:
             if self.backend == "mmap":
                 indexer = _indexer()
                 if fmt != "fasta" or is_gzip(self.path):
-                    from .prepare import prepare_genome
-
                     self._data = prepare_genome(self.path, index_dir, format=fmt)
                     index_dir = None  # the prepared genome's index lies beside it
             self._fai, self._gzi = ensure_index(self._data, index_dir, indexer)
@@ -291,6 +290,22 @@ class Genome:
             f"{self.path}: record {contig!r} position {position} (0-based): "
             f"invalid base {char!r}"
         )
+
+
+def prepare(path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+            format: SeqFormat = "auto", progress: bool = False) -> Path:
+    """Make ``path`` ready for every process to read without a copy, once: an uncompressed
+    FASTA is indexed and summarised where it lies (or in ``out_dir`` when its folder is
+    read-only) and returned itself; anything else is converted by
+    :func:`.prepare.prepare_genome` and the prepared file returned."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"genome file not found: {path}")
+    fmt = guess_format(path) if format == "auto" else format
+    if fmt == "fasta" and not is_gzip(path):
+        Genome(path, backend="mmap", format="fasta", index_dir=out_dir).summary()
+        return path
+    return prepare_genome(path, out_dir, format=fmt, progress=progress)
 
 
 def open_genomes(paths: Iterable[str | os.PathLike], **kwargs) -> list[Genome]:

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hnet_dna.errors import InputError, OutputError
+from hnet_dna.errors import OutputError
 
 from .alphabet import ENCODE_TABLE
 from .faidx import IndexFolderError
-from .records import SeqFormat, SequenceFormatError, _records, guess_format, is_gzip
+from .records import SeqFormat, SequenceFormatError, _records
 from .summary import GenomeSummary, RunScanner, add_record, load_summary, save_summary, summary_path
 
 log = logging.getLogger(__name__)
@@ -98,20 +98,13 @@ def prepare_genome(source: str | os.PathLike, out_dir: str | os.PathLike | None 
                    format: SeqFormat = "auto", progress: bool = False) -> Path:
     """The prepared form of ``source`` (see the module doc), written unless up to date.
 
-    An uncompressed FASTA is already one byte per base: it is indexed and summarised where it
-    lies (or in ``out_dir`` when its folder is read-only) and returned itself. An existing file
-    at the output path that is not a prepared genome of ``source`` is never overwritten
-    (error). ``progress``: a tqdm bar of bases written.
+    An existing file at the output path that is not a prepared genome of ``source`` is never
+    overwritten (error). ``progress``: a tqdm bar of bases written. (An uncompressed FASTA needs
+    no conversion: ``fasta.prepare`` indexes and summarises it where it lies.)
     """
     source = Path(source)
     if not source.is_file():
         raise FileNotFoundError(f"genome file not found: {source}")
-    fmt = guess_format(source) if format == "auto" else format
-    if fmt == "fasta" and not is_gzip(source):
-        from .fasta import Genome
-
-        Genome(source, backend="mmap", index_dir=out_dir).summary()
-        return source
     out = prepared_path(source, out_dir)
     if up_to_date(source, out):
         log.info("%s: prepared genome %s is up to date", source, out)
@@ -206,44 +199,6 @@ def _write(source: Path, format: SeqFormat, tmp: Path, progress: bool
         raise SequenceFormatError(f"{source}: no sequence records"
                                   + (f" ({len(skipped)} empty)" if skipped else ""))
     return entries, summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``hnet-dna prepare INPUT... [--out-dir DIR]``: prepare each genome file (a folder: each
-    genome file in it); prints what was written or reused; bad input: one line, exit 2."""
-    import argparse
-    import sys
-
-    p = argparse.ArgumentParser(
-        prog="hnet-dna prepare",
-        description="Convert genomes once into the form every rank and DataLoader worker reads "
-                    "through the shared page cache (one byte per base + .fai + summary). "
-                    "Plain gzip, bgzip, GenBank and EMBL are converted; an uncompressed FASTA "
-                    "is indexed where it lies. Up-to-date results are reused.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="genome file, or folder of genome files (each one genome)")
-    p.add_argument("--out-dir", default=None,
-                   help="folder for the prepared genomes (default: beside each input, or "
-                        "~/.cache/hnet_dna/prepared when that folder is read-only)")
-    p.add_argument("--format", default="auto", choices=["auto", "fasta", "genbank", "embl"])
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        sources = [f for x in args.inputs for f in (genome_files(x) if Path(x).is_dir()
-                                                     else [Path(x)])]
-        for source in sources:
-            t0 = time.perf_counter()
-            fresh = up_to_date(source, prepared_path(source, args.out_dir))
-            out = prepare_genome(source, args.out_dir, format=args.format,
-                                 progress=not args.quiet)
-            what = "up to date" if fresh else f"{time.perf_counter() - t0:.1f} s"
-            print(f"{source} -> {out} ({what})")
-    except (InputError, OSError) as err:
-        where = f"{err.filename}: " if isinstance(err, OSError) and err.filename else ""
-        print(f"hnet-dna prepare: {where}{err.strerror if where else err}", file=sys.stderr)
-        return 2
-    return 0
 
 
 __all__ = ["SUFFIX", "genome_files", "prepare_genome", "prepared_path", "up_to_date"]

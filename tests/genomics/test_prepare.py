@@ -18,7 +18,7 @@ from gtestdata import FLY
 from hnet_dna.errors import OutputError
 from hnet_dna.genomics import mapped
 from hnet_dna.genomics.corpora import load_corpus
-from hnet_dna.genomics.fasta import Genome, SequenceFormatError
+from hnet_dna.genomics.fasta import Genome, SequenceFormatError, prepare
 from hnet_dna.genomics.intervals import defined_intervals
 from hnet_dna.genomics.prepare import genome_files, prepare_genome, up_to_date
 
@@ -80,7 +80,7 @@ def test_mmap_reads_a_wrapped_fasta_in_place(tmp_path):
     records = _records(1)
     src = tmp_path / "w.fa"
     src.write_bytes(_fasta(records, 61, "\r\n").encode())
-    assert prepare_genome(src) == src  # already one byte per base: indexed, not copied
+    assert prepare(src) == src  # already one byte per base: indexed, not copied
     g = Genome(src)
     assert g.backend == "mmap" and g._data == src  # no copy: read at the .fai offsets
     rng = np.random.default_rng(0)

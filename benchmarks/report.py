@@ -21,7 +21,9 @@ python -m benchmarks.run --only kernels throughput   # re-run some, keep the oth
 which writes one JSON per benchmark to `benchmarks/results/` and this summary. Hot-spot profiles
 and the model-core changes they led to: [PROFILE.md](PROFILE.md).
 `benchmarks/bench_loader.py` (data-loader throughput: corpus load, window datasets, DataLoader
-workers) is a separate script, run on its own: `python benchmarks/bench_loader.py --help`.
+workers) is a separate script, run on its own: `python benchmarks/bench_loader.py --help`;
+so is `benchmarks/bench_genome.py` (genome preparation, startup, memory per rank and windows per
+worker on a 3.1 Gb genome: the "genome-scale" section at the end).
 
 * `throughput.py`: training bases/s (forward + backward + clipped AdamW step) and peak memory,
   H-Net 1-/2-stage vs Transformer and Mamba-2 of matched FLOPs per base, at 1, 4, 16 kb;

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -115,7 +116,8 @@ class Genome:
             if self.backend == "mmap":
                 indexer = _indexer()
                 if fmt != "fasta" or is_gzip(self.path):
-                    self._data = prepare_genome(self.path, index_dir, format=fmt)
+                    self._data = prepare_genome(self.path, index_dir, format=fmt,
+                                                progress=sys.stderr.isatty())
                     index_dir = None  # the prepared genome's index lies beside it
             self._fai, self._gzi = ensure_index(self._data, index_dir, indexer)
             if self.backend == "mmap":
@@ -253,6 +255,9 @@ class Genome:
                 self._summary = load_summary(self._data, self._fai)
             if self._summary is None:
                 t0 = time.perf_counter()
+                if self.backend != "memory":
+                    log.info("%s: scanning %.1f Mb for N runs (once: saved beside the index)",
+                             self.path, self.total_length / 1e6)
                 self._summary = scan(self.contigs, self._checked_bytes, SCAN_CHUNK)
                 if self._fai is not None:
                     saved = save_summary(self._data, self._fai, self._summary)

@@ -116,7 +116,11 @@ def prepare_genome(source: str | os.PathLike, out_dir: str | os.PathLike | None 
                                f"({err.strerror}); pass a writable output folder") from None
     # ranks that start together wait for the one preparing, then reuse its result
     with open(out.with_name(f".{out.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s: another process is preparing it into %s; waiting", source, out)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if up_to_date(source, out):
             return out
         return _prepare(source, out, format, progress)

@@ -325,7 +325,7 @@ def open_genomes(paths: Iterable[str | os.PathLike], **kwargs) -> list[Genome]:
 
 # -------------------------------------------------------------------- helpers
 def _stem(path: Path) -> str:
-    name = path.name
+    name = path.name.removesuffix(".prepared.fa")  # a prepared genome is named as its source
     for suffix in (".gz", ".bgz", ".fa", ".fasta", ".fna", ".gb", ".gbk", ".embl"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]

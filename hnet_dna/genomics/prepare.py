@@ -50,14 +50,20 @@ GENOME_SUFFIXES = (".fa", ".fasta", ".fna", ".fas", ".gb", ".gbk", ".genbank", "
 
 def genome_files(folder: str | os.PathLike) -> list[Path]:
     """The sequence files of a folder (FASTA, GenBank, EMBL; plain, gzip or bgzip), sorted;
-    prepared genomes and index files are left out (they are found through their sources)."""
+    a prepared genome whose source lies beside it is left out (opening the source finds it),
+    so a folder of sources, of prepared genomes (``--out-dir``) or of both lists each once."""
     out = []
-    for path in sorted(Path(folder).iterdir()):
+    paths = sorted(Path(folder).iterdir())
+    names = {p.name for p in paths}
+    for path in paths:
         name = path.name.lower()
         for zipped in (".gz", ".bgz"):
             name = name.removesuffix(zipped)
-        if path.is_file() and name.endswith(GENOME_SUFFIXES) and not name.endswith(SUFFIX):
-            out.append(path)
+        if not (path.is_file() and name.endswith(GENOME_SUFFIXES)):
+            continue
+        if path.name.endswith(SUFFIX) and path.name.removesuffix(SUFFIX) in names:
+            continue
+        out.append(path)
     if not out:
         raise FileNotFoundError(f"{folder}: no genome files ({', '.join(GENOME_SUFFIXES)}, "
                                 "optionally .gz/.bgz)")

@@ -215,6 +215,9 @@ def test_genome_files_of_a_folder(tmp_path):
                  "b.fna.gz.prepared.fa"):
         (tmp_path / name).write_text("")
     assert [p.name for p in genome_files(tmp_path)] == ["a.fa", "b.fna.gz", "c.gb"]
+    (tmp_path / "d.fa.gz.prepared.fa").write_text("")  # prepared elsewhere: its source is not here
+    assert [p.name for p in genome_files(tmp_path)] == ["a.fa", "b.fna.gz", "c.gb",
+                                                        "d.fa.gz.prepared.fa"]
     with pytest.raises(FileNotFoundError, match="no genome files"):
         genome_files(tmp_path / "sub" if (tmp_path / "sub").mkdir() is None else None)
 
@@ -234,6 +237,10 @@ def test_prepare_command(tmp_path, capsys):
     assert main(["prepare", str(folder / "a.fa.gz"), "--out-dir", str(out), "-q"]) == 0
     assert capsys.readouterr().out.endswith("(up to date)\n")
     assert Genome(folder / "b.fa.gz", backend="mmap", index_dir=out).fetch("b", 0, 5) == "ACGTn"
+    # the output folder is a corpus of its own: one genome per prepared file, named as its source
+    corpus = load_corpus(str(out), {"train": 1.0})
+    assert [(g.name, g.backend, g.contigs) for g in corpus.genomes] == [
+        ("a", "mmap", {"a": 5}), ("b", "mmap", {"b": 5})]
     (folder / "c.fa.gz").write_bytes(gzip.compress(b">c\nAC-GT\n"))
     assert main(["prepare", str(folder / "c.fa.gz"), "-q"]) == 2
     assert capsys.readouterr().err == (f"hnet-dna prepare: {folder}/c.fa.gz: record 'c' "

@@ -17,8 +17,9 @@ Atomic: the three files are written under temporary names and renamed into place
 and summary last, so an interrupted run leaves either the old result or temporary files, never
 a half-written genome that looks complete. Ranks that open the same unprepared genome together
 wait on a lock file beside the output (``.<name>.lock``, left in place) for the one that
-prepares it. Reused: a prepared genome whose summary names the source's current size and mtime,
-and whose own data and index are unchanged, is up to date.
+prepares it. Reused: a prepared genome whose summary names the source's path, current size and
+mtime, and whose own data and index are unchanged, is up to date; one made from another file
+that still exists (two ``genome.fa.gz`` prepared into one ``out_dir``) is never overwritten.
 """
 
 from __future__ import annotations
@@ -96,8 +97,7 @@ def up_to_date(source: Path, prepared: Path) -> bool:
     if load_summary(prepared, fai) is None:
         return False
     saved = json.loads(summary_path(fai).read_text()).get("source", {})
-    stamp = _source_stamp(source)
-    return saved.get("size") == stamp["size"] and saved.get("mtime_ns") == stamp["mtime_ns"]
+    return saved == _source_stamp(source)
 
 
 def prepare_genome(source: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
@@ -133,9 +133,14 @@ def prepare_genome(source: str | os.PathLike, out_dir: str | os.PathLike | None 
 
 
 def _prepare(source: Path, out: Path, format: SeqFormat, progress: bool) -> Path:
-    if out.exists() and not _ours(out):
-        raise OutputError(f"{out} exists and is not a prepared genome; move it away or "
-                          "choose another output folder")
+    if out.exists():
+        made_from = _made_from(out)
+        if made_from is None:
+            raise OutputError(f"{out} exists and is not a prepared genome; move it away or "
+                              "choose another output folder")
+        if made_from != str(source.resolve()) and Path(made_from).exists():
+            raise OutputError(f"{out} is the prepared genome of another file, {made_from}; "
+                              "choose another output folder")
     t0 = time.perf_counter()
     log.info("preparing %s -> %s (once; later opens reuse it)", source, out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -159,11 +164,12 @@ def _prepare(source: Path, out: Path, format: SeqFormat, progress: bool) -> Path
     return out
 
 
-def _ours(out: Path) -> bool:
+def _made_from(out: Path) -> str | None:
+    """The source path recorded in a prepared genome's summary (None: not a prepared genome)."""
     try:
-        return "source" in json.loads(summary_path(Path(f"{out}.fai")).read_text())
-    except (OSError, ValueError):
-        return False
+        return json.loads(summary_path(Path(f"{out}.fai")).read_text())["source"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _write(source: Path, format: SeqFormat, tmp: Path, progress: bool

@@ -135,6 +135,15 @@ def test_a_users_file_at_the_output_path_is_not_overwritten(tmp_path):
             f"{theirs} exists and is not a prepared genome; move it away")):
         prepare_genome(src)
     assert theirs.read_text() == "mine\n"
+    # two sources of the same name prepared into one folder: the second is refused
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "g.fa.gz").write_bytes(gzip.compress(f">{folder}\nACGT\n".encode()))
+    prepare_genome(tmp_path / "x" / "g.fa.gz", tmp_path / "out")
+    with pytest.raises(OutputError, match=re.escape(
+            f"{tmp_path}/out/g.fa.gz.prepared.fa is the prepared genome of another file, "
+            f"{tmp_path}/x/g.fa.gz; choose another output folder")):
+        prepare_genome(tmp_path / "y" / "g.fa.gz", tmp_path / "out")
 
 
 def test_saved_summary_is_used_and_checked(tmp_path, monkeypatch):

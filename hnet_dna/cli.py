@@ -102,6 +102,19 @@ register_command(
 )
 
 
+def _prepare(args: list[str]) -> int:
+    from hnet_dna.genomics.prepare_cli import main as prepare_main
+
+    return prepare_main(args)
+
+
+register_command(
+    "prepare",
+    "convert genomes once (gzip, GenBank, EMBL, folders) into the form every rank shares",
+    _prepare,
+)
+
+
 def usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = ["usage: hnet-dna [--version] <command> [arguments]", "", "commands:"]

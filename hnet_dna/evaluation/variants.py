@@ -41,7 +41,7 @@ import numpy as np
 from hnet_dna.genomics.alphabet import N, encode
 from hnet_dna.genomics.fasta import Genome
 
-from .vcf_io import HeaderChecker, VCFFormatError, open_vcf, split_line
+from .vcf_io import HeaderChecker, VCFFormatError, open_vcf, record_where, split_line
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,9 @@ class VariantReader:
                 v.status = _check(v, genome, window)
                 if v.status == "ref_mismatch" and counter["ref_mismatch"] < 10:
                     actual = genome.fetch(ref_contig, pos - 1, pos - 1 + len(ref))
-                    log.warning("%s:%d: %s:%d REF %s does not match the reference (%s); "
-                                "skipped", self.path, lineno, chrom, pos, ref, actual)
+                    log.warning("%s: %s:%d REF %s does not match the reference (%s); "
+                                "skipped", record_where(self.path, lineno, cols), chrom, pos,
+                                ref, actual)
                 if v.status != "ok":
                     counter[v.status] += 1
                 else:
@@ -184,7 +185,7 @@ class VariantReader:
 def _parse_record(cols: list[str], path, lineno: int, n_samples: int
                   ) -> tuple[str, int, str | None, str, list[str]]:
     """``(CHROM, POS, ID, REF, ALTs)`` of a raw record, or a :class:`VCFFormatError`."""
-    where = f"{path}:{lineno}"
+    where = record_where(path, lineno, cols)
     if len(cols) < 8:
         raise VCFFormatError(f"{where}: expected at least 8 tab-separated columns "
                              f"(CHROM POS ID REF ALT QUAL FILTER INFO), got {len(cols)}")

@@ -31,7 +31,7 @@ from hnet_dna.errors import InputError
 from hnet_dna.genomics.fasta import Genome
 
 from .regions import Block
-from .vcf_io import VCFFormatError, _quiet_htslib, open_vcf
+from .vcf_io import VCFFormatError, _quiet_htslib, open_vcf, record_where
 
 #: block end of a contig the FASTA lacks (its length is unknown)
 UNBOUNDED = 2**62
@@ -141,7 +141,7 @@ def stream_blocks(vcf: str | os.PathLike, genome: Genome, blocks: Sequence[Block
 
     def key(lineno: int, line: str) -> tuple[Block, int] | None:
         head = line.split("\t", 2)
-        where = f"{vcf}:{lineno}"
+        where = record_where(vcf, lineno, head)
         if len(head) < 3:
             raise VCFFormatError(f"{where}: expected at least 8 tab-separated columns")
         contig = head[0]

@@ -64,8 +64,8 @@ INFO_FIELDS: dict[str, tuple[str, str]] = {
     "HNET_L2": ("Float", "H-Net L2 distance between REF and ALT window embeddings"),
     "HNET_STATUS": ("String", "H-Net scoring status per ALT: ok, nonfinite (model output "
                               "NaN/inf) or the skip reason"),
-    "HNET_CSQ": ("String", "Coding consequence of the ALT from the GFF/GTF CDS models "
-                           "(Sequence Ontology term)"),
+    "HNET_CSQ": ("String", "Most severe consequence of the ALT by VEP's rules, from "
+                           "the GFF/GTF transcript models (Sequence Ontology term)"),
 }
 _INFO_SCORE = {"HNET_LLR": "llr", "HNET_LLR_MEAN": "llr_mean", "HNET_COS": "cos_dist",
                "HNET_L2": "l2_dist"}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import signal
 import subprocess
@@ -482,3 +483,24 @@ def test_sharded_embed_equals_unsharded_in_bed_order(saved_model, data, tmp_path
     assert (tmp_path / "sh2.bed").read_text() == (tmp_path / "plain2.bed").read_text()
     assert embed(tmp_path / "x.parquet", "--region", "z") == 0
     assert pl.read_parquet(tmp_path / "x.parquet")["name"].to_list() == ["c", "b"]  # z only
+
+
+
+def test_records_read_through_tabix_are_named_by_chrom_pos(saved_model, data, tmp_path,
+                                                           caplog):
+    """A tabix fetch knows no line numbers: messages name the record (CHROM:POS), never
+    'line 0'."""
+    lines = data["vcf"].read_text().splitlines(keepends=True)
+    head = [x for x in lines if x.startswith("#")]
+    body = [x for x in lines if x.startswith("z\t")][:20]
+    cols = body[3].split("\t")
+    bad_ref = "C" if cols[3][0] != "C" else "G"
+    body[3] = "\t".join(cols[:3] + [bad_ref + cols[3][1:]] + cols[4:])
+    (tmp_path / "bad.vcf").write_text("".join(head + body))
+    pysam.tabix_compress(str(tmp_path / "bad.vcf"), str(tmp_path / "bad.vcf.gz"))
+    pysam.tabix_index(str(tmp_path / "bad.vcf.gz"), preset="vcf")
+    with caplog.at_level(logging.WARNING, logger="hnet_dna"):
+        assert _score(saved_model, data, tmp_path / "bad.vcf.gz", tmp_path / "b.vcf.gz",
+                      "--region", "z") == 0
+    assert f"bad.vcf.gz: record z:{cols[1]}: z:{cols[1]} REF" in caplog.text
+    assert ":0:" not in caplog.text

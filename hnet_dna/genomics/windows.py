@@ -52,7 +52,7 @@ from .intervals import Interval, resolve_intervals
 from .items import CodeTables, batch_from_codes
 from .sampling import RandomDraws, mixture_probs
 from .sharding import shard_info, split_count, worker_ranges
-from .store import PRELOAD_MAX_BASES, PreloadedCodes
+from .store import PreloadedCodes, default_preload
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,9 @@ class WindowDataset(IterableDataset):
     ``source_weights`` (random mode; by source name or in ``regions`` order): sampling weight of
     each source, default proportional to its number of window starts (its length).
     ``preload``: read all intervals into memory once (1 byte per base) instead of per window;
-    default when they total at most ``store.PRELOAD_MAX_BASES``. ``batch_size``: the DataLoader
-    batch size, the unit in which workers share the stream (see the module doc).
+    default when they total at most ``store.PRELOAD_MAX_BASES`` and are not read from the page
+    cache (``store.default_preload``). ``batch_size``: the DataLoader batch size, the unit in
+    which workers share the stream (see the module doc).
     """
 
     def __init__(
@@ -150,7 +151,7 @@ class WindowDataset(IterableDataset):
         self._contigs = [iv.contig for _, iv in flat]
         self._tables = CodeTables(vocab, softmask_weight)
         if preload is None:
-            preload = sum(len(iv) for _, iv in flat) <= PRELOAD_MAX_BASES
+            preload = default_preload(self.sources, flat)
         store = PreloadedCodes(self.sources, flat, self._tables) if preload else None
         self._index = WindowIndex(self.sources, flat, counts, window, self._tables, store,
                                   max_n_fraction)

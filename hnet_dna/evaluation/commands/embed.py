@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from hnet_dna.outputs import atomic_output
 from hnet_dna.training.distributed import resolve_device
 
+from ..regions import Shard, add_region_options, block_mode, resolve_shard
 from .common import (
     add_model_options,
     add_output_options,
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-base", action="store_true",
                    help="also write per-base arrays (NAME.DEPTH.per_base.npy, rows by index)")
     p.add_argument("--boundaries-bed", help="write the learned chunk boundaries here (BED6)")
+    add_region_options(p)
     return p
 
 
@@ -55,6 +57,8 @@ def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
 
     check_window(p, args.window, args.overlap)
     depths = args.depth or ["final"]
+    if block_mode(args):
+        return run_blocks(args, p, depths)
     inputs, total = iter_inputs(args.fasta, args.bed, args.sequences)
     model = load_model(args.model, resolve_device(args.device))
     embedder = Embedder(PerBaseForward(model, args.batch_size), depths, args.pool,
@@ -74,8 +78,11 @@ def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         tmp = {path: stack.enter_context(atomic_output(path)) for path in written}
         writer = EmbeddingWriter(args.out, dims, total.bases if args.per_base else None,
                                  target=tmp.__getitem__)
-        for item, emb in zip(inputs.records, embedder.embed(inputs.sequences(), total.count),
-                             strict=True):
+        # groups end at block-grid cells, as in a run in blocks (--shard): same batches
+        keys = ((r.contig, r.start // args.block_size) for r in inputs.records)
+        embedded = embedder.embed(inputs.sequences(), total.count,
+                                  keys if args.fasta else None)
+        for item, emb in zip(inputs.records, embedded, strict=True):
             writer.add(item, emb)
             if args.boundaries_bed:
                 bounds += boundaries(emb, item.contig, item.start, item.strand)
@@ -86,6 +93,25 @@ def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     print(f"embedded {total.count} sequences, {embedder.bases} bases in "
           f"{embedder.seconds:.1f} s ({embedder.bases_per_second:.0f} bases/s)")
     print("wrote " + ", ".join(paths))
+    return 0
+
+
+def run_blocks(args: argparse.Namespace, p: argparse.ArgumentParser, depths: list[str]) -> int:
+    """``embed --fasta --bed`` with ``--region``/``--regions-bed``/``--shard`` or torchrun."""
+    from ..sharded import embed_blocks
+
+    if not (args.fasta and args.bed) or args.sequences:
+        p.error("--region/--regions-bed/--shard need --fasta with --bed")
+    if args.per_base:
+        p.error("--per-base is not available with --region/--regions-bed/--shard")
+    done = embed_blocks(
+        args.model, args.fasta, args.bed, args.out, shard=resolve_shard(args.shard) or Shard(),
+        regions=args.region or (), regions_bed=args.regions_bed, block_size=args.block_size,
+        depths=depths, pool=args.pool, strand_average=args.strand_average, window=args.window,
+        overlap=args.overlap, boundaries_bed=args.boundaries_bed, batch_size=args.batch_size,
+        overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
+    if done:
+        print(done)
     return 0
 
 

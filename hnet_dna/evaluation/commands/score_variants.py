@@ -12,6 +12,7 @@ from hnet_dna.errors import InputError
 from hnet_dna.outputs import check_outputs
 from hnet_dna.training.distributed import resolve_device
 
+from ..regions import Shard, add_region_options, block_mode, resolve_shard
 from .common import add_model_options, add_output_options, command, new_parser
 
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-positive", help="rule for label 1, e.g. 'AF<0.001'")
     p.add_argument("--label-negative", help="rule for label 0, e.g. 'AF>=0.05'")
     p.add_argument("--label-column", help="INFO key (from --info) holding 0/1 labels")
+    add_region_options(p)
     return p
 
 
@@ -79,18 +81,47 @@ def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     check_args(args, p)
     genome = Genome(args.fasta)
     info = info_keys(args)
+    if block_mode(args):
+        return run_blocks(args, p, genome, info)
     vcf = saturation_sites(args, genome) if args.saturate_cds else args.vcf
     summary = score_variants(
         args.model, vcf, genome, args.out, window=args.window, gff=args.gff,
         genetic_code=args.genetic_code, depth=args.depth,
         strand_average=not args.no_strand_average, batch_size=args.batch_size, info=info,
         max_variants=args.max_variants, overwrite=args.overwrite,
-        device=str(resolve_device(args.device)), progress=not args.no_progress)
+        device=str(resolve_device(args.device)), progress=not args.no_progress,
+        block_size=args.block_size)
+    report(args, summary)
+    return 0
+
+
+def report(args: argparse.Namespace, summary) -> None:
+    """Counts, files written and the evaluations of a finished run."""
     print(summary)
     index = f", index {summary.index}" if summary.index else ""
     print(f"wrote {summary.vcf} ({summary.records} records{index}) and {summary.table_path} "
           f"({summary.table.height} ALTs)")
     print_evaluations(args, summary.table)
+
+
+def run_blocks(args: argparse.Namespace, p: argparse.ArgumentParser, genome,
+               info: list[str]) -> int:
+    """``score-variants`` with ``--region``/``--regions-bed``/``--shard`` or under torchrun:
+    this shard's blocks; the outputs when this process merges (:mod:`..sharded`)."""
+    from ..sharded import score_variants_blocks
+
+    if args.saturate_cds or args.max_variants is not None:
+        p.error("--region/--regions-bed/--shard work on a --vcf, without --max-variants")
+    summary = score_variants_blocks(
+        args.model, args.vcf, genome, args.out, shard=resolve_shard(args.shard) or Shard(),
+        regions=args.region or (), regions_bed=args.regions_bed,
+        block_size=args.block_size, window=args.window, gff=args.gff,
+        genetic_code=args.genetic_code, depth=args.depth,
+        strand_average=not args.no_strand_average, batch_size=args.batch_size, info=info,
+        overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
+    if summary is not None:
+        summary.table = pl.read_parquet(summary.table_path)
+        report(args, summary)
     return 0
 
 
@@ -116,7 +147,7 @@ def saturation_sites(args: argparse.Namespace, genome) -> str:
 
 def print_evaluations(args: argparse.Namespace, table: pl.DataFrame) -> None:
     """AUROCs of the scores against the requested labels, and per consequence class."""
-    from ..consequences import CONSEQUENCES
+    from ..consequences import HIGH_OR_MODERATE
     from ..metrics import label_by_rules, pairwise_class_aurocs, score_aucs
 
     if args.label_positive:
@@ -130,7 +161,7 @@ def print_evaluations(args: argparse.Namespace, table: pl.DataFrame) -> None:
         scored = table.filter(pl.col("status") == "ok")
         print(scored.group_by("consequence").agg(pl.len(), pl.col("llr").mean())
               .sort("consequence"))
-        pairs = [(a, "synonymous_variant") for a in CONSEQUENCES[:7]]
+        pairs = [(a, "synonymous_variant") for a in HIGH_OR_MODERATE]
         pairs.append(("synonymous_variant", "intron_variant"))
         aucs = pairwise_class_aurocs(scored, "consequence", "llr", pairs)
         print(aucs.filter((pl.col("n_low") > 0) & (pl.col("n_high") > 0)))

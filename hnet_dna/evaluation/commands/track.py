@@ -6,6 +6,7 @@ import argparse
 
 from hnet_dna.training.distributed import resolve_device
 
+from ..regions import Shard, add_region_options, block_mode, resolve_shard
 from .common import (
     add_model_options,
     add_output_options,
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forward-only", action="store_true",
                    help="forward strand only (half the work; no .mean / .rev / minus tracks)")
     p.add_argument("--no-bigwig", action="store_true", help="bedGraph only")
+    add_region_options(p)
     return p
 
 
@@ -42,6 +44,8 @@ def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     from ..tracks import BYTES_PER_BASE, signal_names, track_outputs, track_regions, write_tracks
 
     check_window(p, args.window, args.overlap)
+    if block_mode(args):
+        return run_blocks(args)
     genome = Genome(args.fasta)
     regions = track_regions(genome, args.bed)
     model = load_model(args.model, resolve_device(args.device))
@@ -53,12 +57,28 @@ def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         bases * BYTES_PER_BASE * len(signal_names(stages, both)))
     embedder = Embedder(PerBaseForward(model, args.batch_size), [], "mean", both, args.window,
                         args.overlap, progress=not args.no_progress, logp=True)
-    lines = write_tracks(embedder, genome, regions, args.out, bigwig=not args.no_bigwig)
+    lines = write_tracks(embedder, genome, regions, args.out, bigwig=not args.no_bigwig,
+                         block_size=args.block_size)
     print(f"tracked {len(regions)} regions, {bases} bases in {embedder.seconds:.1f} s "
           f"({embedder.bases_per_second:.0f} bases/s)")
     for name, n in lines.items():
         print(f"  {args.out}.{name}: {n} lines")
     print(f"wrote {len(outs)} files: " + ", ".join(str(o) for o in outs))
+    return 0
+
+
+def run_blocks(args: argparse.Namespace) -> int:
+    """``track`` with ``--region``/``--regions-bed``/``--shard`` or under torchrun."""
+    from ..sharded import track_blocks_run
+
+    lines = track_blocks_run(
+        args.model, args.fasta, args.bed, args.out, shard=resolve_shard(args.shard) or Shard(),
+        regions=args.region or (), regions_bed=args.regions_bed, block_size=args.block_size,
+        window=args.window, overlap=args.overlap, forward_only=args.forward_only,
+        bigwig=not args.no_bigwig, batch_size=args.batch_size, overwrite=args.overwrite,
+        device=args.device, progress=not args.no_progress)
+    for name, n in (lines or {}).items():
+        print(f"  {args.out}.{name}: {n} lines")
     return 0
 
 

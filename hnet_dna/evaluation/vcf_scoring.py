@@ -369,7 +369,7 @@ class ScoreSummary:
     index: Path | None
     edge_padded: int = 0
     table: pl.DataFrame = field(default=None, repr=False)  # type: ignore[assignment]
-    seconds: float = float("nan")  # reading, checking and scoring (not writing)
+    seconds: float = float("nan")  # reading, checking and scoring in this process (not writing)
 
     @property
     def scored(self) -> int:
@@ -382,9 +382,11 @@ class ScoreSummary:
     def __str__(self) -> str:
         counter = SkipCounter({k: v for k, v in self.counts.items() if k != "ok"})
         counter["edge_padded"] = self.edge_padded
-        rate = self.alts / self.seconds if self.seconds > 0 else float("nan")
-        return (counter.summary(self.scored)
-                + f"\n{self.alts} ALTs in {self.seconds:.1f} s ({rate:.1f} variants/s)")
+        text = counter.summary(self.scored)
+        if self.seconds > 0:  # unknown (NaN) for a merge of parts scored elsewhere / before
+            text += (f"\n{self.alts} ALTs in {self.seconds:.1f} s "
+                     f"({self.alts / self.seconds:.1f} variants/s)")
+        return text
 
 
 def _nothing_scored(vcf, counter: SkipCounter, table: pl.DataFrame, genome: Genome) -> str:

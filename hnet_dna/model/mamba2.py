@@ -18,10 +18,24 @@ from torch import Tensor, nn
 
 from hnet_dna.model.norm import RMSNormGated
 from hnet_dna.model.ops.conv import causal_depthwise_conv
-from hnet_dna.model.ops.ssd import kernel_device_ok, kernels_disabled, ssd_scan
+from hnet_dna.model.ops.ssd import (
+    TORCH_CHUNK_SIZE,
+    kernel_device_ok,
+    kernels_available,
+    kernels_disabled,
+    ssd_scan,
+)
 from hnet_dna.model.utils import accumulation_dtype, on_valid
 
-__all__ = ["Mamba2", "Mamba2Cache"]
+__all__ = ["Mamba2", "Mamba2Cache", "balanced_chunk"]
+
+
+def balanced_chunk(length: int, limit: int) -> int:
+    """The scan chunk for ``length`` tokens: as many chunks as ``limit`` needs, of equal size, so
+    the scan pads the sequence by less than one token per chunk (129 tokens: 3 x 43, not
+    3 x 64 = 192)."""
+    n = max(1, -(-length // limit))
+    return -(-length // n)
 
 
 @dataclass
@@ -268,14 +282,14 @@ class Mamba2(nn.Module):
         if mask is not None:
             dt = dt * mask.unsqueeze(-1).to(dt.dtype)
             xs = xs * mask[:, :, None, None].to(xs.dtype)
-        # The forward's fixed chunking, not one fitted to this batch's padded length: a row's
-        # rounding must not depend on the rows it is batched with (sharded == unsharded runs).
+        chunk = self.chunk_size
+        if not kernels_available(x):  # torch scan: no chunk mostly padding for short segments
+            chunk = balanced_chunk(L, min(chunk, TORCH_CHUNK_SIZE))
         y, final_state = ssd_scan(
             xs, dt, A,
             Bm.reshape(Bsz, L, self.ngroups, self.d_state),
             Cm.reshape(Bsz, L, self.ngroups, self.d_state),
-            self.chunk_size, D=self.D, initial_state=cache.ssm_state.to(cdt),
-            return_final_state=True,
+            chunk, D=self.D, initial_state=cache.ssm_state.to(cdt), return_final_state=True,
         )
         new = torch.full((Bsz,), L, device=x.device) if mask is None else mask.long().sum(1)
         idx = (K + new)[:, None] - K + torch.arange(K, device=x.device)  # last K valid inputs

@@ -7,6 +7,7 @@ import torch
 from hnet_dna.model.config import AttnConfig, HNetConfig, SSMConfig
 from hnet_dna.model.hnet import select_rows
 from hnet_dna.model.lm import HNetForCausalLM
+from hnet_dna.model.mamba2 import balanced_chunk
 
 SSM = SSMConfig(d_state=8, headdim=16, chunk_size=8)
 
@@ -135,3 +136,10 @@ def test_select_rows_copies():
     assert picked.encoder[0].ssm_state.shape[0] == 3
     picked.encoder[0].ssm_state.fill_(1.0)
     assert cache.encoder[0].ssm_state.abs().sum() == 0  # the source is untouched
+
+
+@pytest.mark.parametrize(("length", "limit", "chunk"), [(129, 64, 43), (128, 64, 64),
+                                                        (1, 64, 1), (65, 64, 33)])
+def test_balanced_chunk(length, limit, chunk):
+    assert balanced_chunk(length, limit) == chunk
+    assert -(-length // chunk) == -(-length // limit)  # as many chunks as the limit needs

@@ -40,7 +40,7 @@ stop_daemons() {
     done
     if [ $rc -ne 0 ] && [ -d "$WORK/log" ]; then
         echo "cluster tier failed (status $rc); daemon logs, last lines:" >&2
-        for f in "$WORK"/log/*.log; do echo "== $f" >&2; tail -n 20 "$f" >&2; done
+        for f in "$WORK"/log/slurm*.log; do echo "== $f" >&2; tail -n 15 "$f" >&2; done
     fi
     [ "${HNET_CLUSTER_KEEP:-0}" = 1 ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
     echo "cluster tier: $(( $(date +%s) - started )) s in all (install, daemons, tests, teardown)" >&2
@@ -91,7 +91,7 @@ mariadb --no-defaults --socket="$WORK/run/mysql.sock" -u root -e "
 export SLURM_CONF="$WORK/etc/slurm.conf"
 cat > "$WORK/etc/slurmdbd.conf" <<CONF
 AuthType=auth/munge
-AuthInfo=socket=$WORK/munge/munge.socket
+AuthInfo=socket=$WORK/munge/munge.socket,cred_expire=10
 DbdHost=localhost
 DbdAddr=127.0.0.1
 DbdPort=$DBD_PORT
@@ -115,7 +115,8 @@ SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$WORK/munge/munge.socket
+# cred_expire also delays a requeued job's restart (default 120 s)
+AuthInfo=socket=$WORK/munge/munge.socket,cred_expire=10
 CredType=cred/munge
 StateSaveLocation=$WORK/state
 SlurmdSpoolDir=$WORK/spool

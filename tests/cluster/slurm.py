@@ -58,6 +58,15 @@ def sacct_records(job_id: str) -> list[dict[str, str]]:
     return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line]
 
 
+def sacct_states(job_id: str, final: str = "COMPLETED", timeout: float = 60.0) -> list[str]:
+    """The states of every run of a job once accounting has its ``final`` one."""
+    def recorded() -> list[str] | None:
+        states = [r["State"] for r in sacct_records(job_id)]
+        return states if states and states[-1] == final else None
+
+    return list(wait_for(recorded, f"sacct to record job {job_id} {final}", timeout))
+
+
 def wait_job_done(job_id: str, timeout: float = 300.0) -> str:
     """Wait until the job left the queue; its final state from slurmctld."""
     def finished() -> str | None:
@@ -73,3 +82,62 @@ def python_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **extra)
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     return env
+
+
+# A tiny model on bundled yeast chr I: a few seconds of startup, ~50 ms per step on one core.
+TINY = [
+    "trainer.progress_bar=false", "trainer.baselines=false", "trainer.eval_max_batches=2",
+    "trainer.device=cpu", "trainer.log_every=5", "data.context_length=64",
+    "model.arch_layout=[m1,[t1],m1]", "model.d_model=[32,64]", "model.d_intermediate=[0,0]",
+    "model.ssm_cfg.d_state=16", "model.ssm_cfg.headdim=16", "model.attn_cfg.num_heads=[2,2]",
+    "model.attn_cfg.rotary_emb_dim=[8,8]",
+]
+
+
+def slurm_launcher(sweep_dir: Path, tasks: int = 1) -> list[str]:
+    """hydra's SLURM launcher (hnet_dna/conf/hydra/launcher/slurm.yaml) on the CPU node."""
+    return ["--multirun", "hydra/launcher=slurm", f"hydra.sweep.dir={sweep_dir}",
+            "hydra.launcher.gpus_per_node=0", f"hydra.launcher.tasks_per_node={tasks}",
+            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+            "hydra.launcher.timeout_min=15"]
+
+
+def pretrain(args: Sequence[str], background: bool = False) -> subprocess.Popen | str:
+    """``hnet-dna pretrain ARGS`` from this checkout: its stdout, or the running process."""
+    argv = [sys.executable, "-m", "hnet_dna.cli", "pretrain", *args]
+    if background:
+        return subprocess.Popen(argv, env=python_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    return run(argv, env=python_env(), timeout=600)
+
+
+def submitit_job_ids(sweep_dir: Path) -> list[str]:
+    """Job ids of a hydra SLURM sweep (submitit's folder per job: .submitit/<id>)."""
+    folder = sweep_dir / ".submitit"
+    if not folder.is_dir():
+        return []
+    return sorted((p.name for p in folder.iterdir() if p.name.split("_")[0].isdigit()),
+                  key=lambda name: [int(part) for part in name.split("_")])
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    import json
+
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def final_eval(run_dir: Path) -> dict:
+    return [r for r in metrics(run_dir) if r["split"] == "eval"][-1]
+
+
+def weights(run_dir: Path, step: int) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "checkpoints" / f"step-{step:08d}" / "model.safetensors")
+
+
+def assert_same_weights(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    for name in expected:
+        assert got[name].equal(expected[name]), name

@@ -91,7 +91,7 @@ mariadb --no-defaults --socket="$WORK/run/mysql.sock" -u root -e "
 export SLURM_CONF="$WORK/etc/slurm.conf"
 cat > "$WORK/etc/slurmdbd.conf" <<CONF
 AuthType=auth/munge
-AuthInfo=socket=$WORK/munge/munge.socket,cred_expire=10
+AuthInfo=socket=$WORK/munge/munge.socket
 DbdHost=localhost
 DbdAddr=127.0.0.1
 DbdPort=$DBD_PORT
@@ -127,6 +127,8 @@ SlurmdLogFile=$WORK/log/slurmd.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SchedulerType=sched/backfill
+# a requeued job may start as soon as its credential expired, not at the next 30-60 s pass
+SchedulerParameters=sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MpiDefault=none

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
+from slurm import TWO_RANK_ARGS, python_env, run, torchrun
 
 
 def pytest_collection_modifyitems(config, items):
@@ -26,3 +28,14 @@ def _report_time(request):
     yield
     print(f"\n[cluster tier] {request.node.name}: {time.perf_counter() - started:.1f} s",
           flush=True)
+
+
+@pytest.fixture(scope="session")
+def two_rank_reference(tmp_path_factory) -> Path:
+    """Run folder of one uninterrupted two-rank torchrun (one node) of ``TWO_RANK_ARGS``."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    started = time.perf_counter()
+    run([*torchrun("--standalone", "--nproc-per-node", "2"), f"hydra.run.dir={run_dir}",
+         *TWO_RANK_ARGS], env=python_env(), timeout=600)
+    print(f"\n[cluster tier] two-rank reference run: {time.perf_counter() - started:.1f} s")
+    return run_dir

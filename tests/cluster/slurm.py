@@ -94,6 +94,27 @@ TINY = [
 ]
 
 
+# Two ranks, 150 steps, a checkpoint every 50: the sbatch script and the multi-node tests compare
+# their stopped, killed or requeued runs with one uninterrupted torchrun of these settings.
+TWO_RANK_STEPS = 150
+TWO_RANK_ARGS = [*TINY, f"trainer.max_steps={TWO_RANK_STEPS}", "trainer.checkpoint.every=50",
+                 "trainer.checkpoint.keep_last=20", "data.batch_size=2"]
+
+
+def torchrun(*options: str) -> list[str]:
+    """argv of ``torchrun OPTIONS -m hnet_dna.cli pretrain`` (add the overrides)."""
+    return [sys.executable, "-m", "torch.distributed.run", *options,
+            "-m", "hnet_dna.cli", "pretrain"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def slurm_launcher(sweep_dir: Path, tasks: int = 1) -> list[str]:
     """hydra's SLURM launcher (hnet_dna/conf/hydra/launcher/slurm.yaml) on the CPU node."""
     return ["--multirun", "hydra/launcher=slurm", f"hydra.sweep.dir={sweep_dir}",

@@ -117,7 +117,7 @@ def _finish(process: subprocess.Popen) -> str:
 
 
 def test_c_requeued_job_resumes_and_ends_bit_identical(tmp_path):
-    steps = 300
+    steps = 150
     args = [*TINY, f"trainer.max_steps={steps}", "trainer.checkpoint.every=25",
             "trainer.checkpoint.keep_last=20", "data.batch_size=2"]
     sweep = tmp_path / "sweep"
@@ -138,17 +138,17 @@ def test_c_requeued_job_resumes_and_ends_bit_identical(tmp_path):
 
 def test_d_warning_signal_checkpoints_at_the_next_step_and_requeues(tmp_path):
     """submitit's signal (``signal_delay_s`` before the limit; USR2) sent by hand."""
-    steps = 300
-    args = [*TINY, f"trainer.max_steps={steps}", "trainer.checkpoint.every=100",
+    steps = 150
+    args = [*TINY, f"trainer.max_steps={steps}", "trainer.checkpoint.every=50",
             "trainer.checkpoint.keep_last=20", "data.batch_size=2"]
     sweep = tmp_path / "sweep"
-    process, job_id = _launch_and_wait_for_checkpoint(sweep, args, 100)
+    process, job_id = _launch_and_wait_for_checkpoint(sweep, args, 50)
     run(["scancel", f"--signal={submitit_signal().name.removeprefix('SIG')}", job_id])
     _finish(process)
     run_dir = sweep / "0"
-    # A checkpoint off the every-100 grid: written at the step boundary after the signal.
+    # A checkpoint off the every-50 grid: written at the step boundary after the signal.
     extra = [p.name for p in (run_dir / "checkpoints").iterdir()
-             if int(p.name.removeprefix("step-")) % 100]
+             if int(p.name.removeprefix("step-")) % 50]
     assert len(extra) == 1, extra
     assert wait_job_done(job_id) == "COMPLETED"
     assert job_field(job_id, "Restarts") == "1"

@@ -56,8 +56,11 @@ test-kernels: $(KVENV)/.installed
 
 # Cluster tier: a localhost SLURM cluster (slurm-wlm, munge, slurmdbd + MariaDB; apt-get installs
 # them when absent, as root) and two-node torchrun rendezvous (README "Running on a SLURM cluster").
-test-cluster: setup
+$(VENV)/.slurm-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[slurm]'
+	touch $@
+
+test-cluster: $(VENV)/.slurm-installed
 	scripts/cluster/run_tier.sh $(abspath $(PY)) $(ARGS)
 
 test-min:

@@ -30,12 +30,18 @@ def test_e_sweep_runs_as_a_job_array_and_aggregates(tmp_path):
          "budget.bases=4096", "budget.eval_every_bases=2048", "budget.context_length=64",
          "budget.batch_size=4", "budget.eval_batch_size=4", "budget.eval_max_units=512"],
         env=python_env(HNET_DNA_SWEEP_ROOT=str(root)), cwd=ROOT, timeout=600)
-    tasks = sorted(p.name for p in (sweep / ".submitit").iterdir() if p.name[0].isdigit())
+    # submitit: a folder per array task (<array>_<index>), next to the array's own
+    tasks = sorted(p.name for p in (sweep / ".submitit").iterdir() if "_" in p.name
+                   and p.name[0].isdigit())
     array = tasks[0].split("_")[0]
     assert tasks == [f"{array}_{i}" for i in range(len(MODELS))]  # one array, a task per run
-    states = wait_for(lambda: (r := sacct_records(array)) and all(
-        x["State"] == "COMPLETED" for x in r) and r, "the array's tasks in sacct", timeout=60)
-    assert sorted(r["JobID"] for r in states) == tasks
+
+    def array_done() -> bool:
+        records = sacct_records(array)
+        return (sorted(r["JobID"] for r in records) == tasks
+                and all(r["State"] == "COMPLETED" for r in records))
+
+    wait_for(array_done, f"sacct to list {tasks} COMPLETED", timeout=60)
 
     preset_root = root / "cpu_tiny"
     results = {}

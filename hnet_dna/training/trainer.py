@@ -470,6 +470,7 @@ def heldout_evaluator(
             autocast=trainer.autocast,
             max_batches=trainer.cfg.eval_max_batches,
             lockstep=fsdp,
+            bound="trainer.eval_max_batches",
         )
 
     return evaluate

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slurm import require_slurm, run, sacct_records, wait_for, wait_job_done
+from cluster_helpers import require_slurm, run, sacct_records, wait_for, wait_job_done
 
 
 def test_batch_job_runs_and_is_accounted(tmp_path):

@@ -8,7 +8,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from slurm import (
+from cluster_helpers import (
     TWO_RANK_ARGS,
     TWO_RANK_STEPS,
     assert_same_weights,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-from slurm import (
+from cluster_helpers import (
     ROOT,
     TWO_RANK_ARGS,
     TWO_RANK_STEPS,

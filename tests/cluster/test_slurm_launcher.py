@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from slurm import (
+from cluster_helpers import (
     TINY,
     assert_same_weights,
     final_eval,

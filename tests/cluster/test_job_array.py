@@ -8,7 +8,15 @@ import sys
 
 import polars as pl
 import pytest
-from cluster_helpers import ROOT, python_env, require_slurm, run, sacct_records, slurm_launcher, wait_for
+from cluster_helpers import (
+    ROOT,
+    python_env,
+    require_slurm,
+    run,
+    sacct_records,
+    slurm_launcher,
+    wait_for,
+)
 
 MODELS = ["hnet_mt", "iso_t"]
 

@@ -18,7 +18,8 @@ and markdown are rewritten after every section, so a run cut short still leaves 
 * ``generation``: cached decoding tokens/s at two contexts;
 * ``data_efficiency``: H-Net vs isotropic Transformer vs Mamba-2 at d 256 trained on the same
   windows for the same number of bases (as many as the slowest model fits in its time share),
-  held-out bits per base along the way.
+  held-out bits per base along the way;
+* ``variant_rate``: ``score-variants`` variants/s, whole windows vs the shared REF/ALT prefix.
 
 Without CUDA the GPU rows are skipped with the reason; ``--smoke`` then runs every section's
 CPU-capable code at tiny shapes (what the tests do). On the device machine the optional kernels
@@ -50,6 +51,7 @@ from benchmarks.gpu import (  # noqa: E402
     generation,
     parity,
     throughput,
+    variant_rate,
 )
 from benchmarks.gpu.context import NO_CUDA, Context, Plan, Skip, free  # noqa: E402
 from benchmarks.gpu.parity import TOLERANCE, compare, errors  # noqa: E402
@@ -64,7 +66,8 @@ __all__ = ["NO_CUDA", "SECTIONS", "SUMMARIES", "TOLERANCE", "Context", "Plan", "
 # run(ctx) -> result, NEEDS_S and (for a table in gpu_check.md) summary(result) -> lines. A new
 # section is a new module there, one entry here, and its time share in Plan.shares
 # (benchmarks/gpu/context.py).
-SECTION_MODULES = [environment, parity, throughput, generation, data_efficiency]
+SECTION_MODULES = [environment, parity, throughput, generation, data_efficiency,
+                   variant_rate]
 SECTIONS: list[tuple[str, Callable[[Context], dict[str, Any]], float]] = [
     # (name, function, seconds it needs at least to start)
     (module.__name__.rpartition(".")[2], module.run, module.NEEDS_S)

@@ -36,7 +36,7 @@ worker on a 3.1 Gb genome: the "genome-scale" section at the end).
   attention; mamba-ssm vs torch with a bf16 parity check when CUDA is present;
 * `variant_rate.py`: `score-variants` variants/s, REF/ALT prefix shared vs whole windows (and
   vs another checkout: `python benchmarks/variant_rate.py --baseline DIR --readme
-  benchmarks/README.md`); its GPU row is `gpu_variants.py`, a section of the GPU check;
+  benchmarks/README.md`); its GPU row is `gpu/variant_rate.py`, a section of the GPU check;
 * `timing.py`, `cases.py`, `models.py`, `report.py`: shared timing, isolated cases, model zoo /
   FLOP matching / routing calibration, this summary.
 

@@ -154,8 +154,8 @@ NOTE = (
     "their load). Three runs of this code (2026-12-06, load 2-10) gave 1.25-1.40x (1-stage) "
     "and 1.21-1.31x (2-stage) over main; the baseline and whole arms (the same computation) "
     "differ by up to 10% within a run. "
-    "GPU: `gpu_variants.variant_rate` (a section for gpu_check.py) measures the "
-    "same on a GPU (hnet_1stage at the zoo's GPU widths, bf16, batch 16 and 64); no GPU was "
+    "GPU: the `variant_rate` section of gpu_check.py (`benchmarks/gpu/variant_rate.py`) "
+    "measures the same on a GPU (hnet_1stage at the zoo's GPU widths, bf16, batch 16 and 64); no GPU was "
     "lent to the task that wrote it, so it has not run.")
 
 

@@ -47,9 +47,11 @@ class Plan:
     de_max_steps: int | None = None
     de_lr: float = 2e-3
     # Seconds each section may use (the rest of a section is skipped, row by row, when its
-    # share or the whole budget runs out): 120 + 120 + 40 + 160 + start-up < 8 minutes.
+    # share or the whole budget runs out): 120 + 120 + 40 + 160 + 40 + start-up; the last
+    # sections are skipped when the 450 s budget runs out first.
     shares: dict[str, float] = field(default_factory=lambda: {
-        "parity": 120.0, "throughput": 120.0, "generation": 40.0, "data_efficiency": 160.0})
+        "parity": 120.0, "throughput": 120.0, "generation": 40.0, "data_efficiency": 160.0,
+        "variant_rate": 40.0})
     corpus: str = "yeast_chrI"
     calibrate_length: int = 4096  # routing calibration prefix
 

@@ -18,7 +18,7 @@ from benchmarks import gpu_check, gpu_kernels
 from hnet_dna.model import attention
 from hnet_dna.model.ops import kernels_disabled
 
-GPU_SECTIONS = ("parity", "throughput", "generation", "data_efficiency")
+GPU_SECTIONS = ("parity", "throughput", "generation", "data_efficiency", "variant_rate")
 
 
 def _read(out: Path) -> tuple[dict, str]:

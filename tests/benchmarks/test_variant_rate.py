@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import torch
 
 from benchmarks import report, variant_rate
-from benchmarks.gpu_variants import variant_rate as gpu_section
-from benchmarks.gpu_variants import variant_rate_md
+from benchmarks.gpu.variant_rate import run as gpu_section
+from benchmarks.gpu.variant_rate import summary as variant_rate_md
 
 
 def test_gpu_section_smoke_scores_both_paths_alike():

@@ -1,7 +1,6 @@
-"""GPU check section: ``score-variants`` variants/s, whole windows vs the shared REF/ALT prefix.
+"""Section ``variant_rate``: ``score-variants`` variants/s, whole windows vs the shared REF/ALT
+prefix (the GPU row of ``benchmarks/variant_rate.py``).
 
-``variant_rate(ctx)`` is one section of ``benchmarks/gpu_check.py`` (its ``Context``: ``plan``,
-``device``, ``left()``, ``need_gpu_or_smoke()``); ``variant_rate_md(result)`` its report lines.
 The hnet_1stage benchmark H-Net at the GPU zoo widths (``plan.widths``, routing calibrated to
 N = 3) scores the excerpt VCF (tests/data/evaluation, 769 records) at the default window (256),
 both strands averaged, bf16 autocast (``PerBaseForward`` on CUDA), at two batch sizes; each row
@@ -17,13 +16,14 @@ from typing import Any
 import torch
 
 from benchmarks import models
+from benchmarks.gpu.context import Context
 from benchmarks.variant_rate import FASTA, VCF, WINDOW
 
-SHARE_S = 40.0  # the section's time share in gpu_check's plan
+NEEDS_S = 15.0  # seconds of the budget this section needs to start
 BATCHES = (16, 64)
 
 
-def variant_rate(ctx: Any) -> dict[str, Any]:
+def run(ctx: Context) -> dict[str, Any]:
     """Variants/s per (batch size, path); smoke: tiny widths, 8 variants, batch 8, on the CPU."""
     ctx.need_gpu_or_smoke()
     from hnet_dna.evaluation.runner import PerBaseForward
@@ -72,7 +72,7 @@ def variant_rate(ctx: Any) -> dict[str, Any]:
             "max_llr_diff": diff}
 
 
-def variant_rate_md(r: dict[str, Any]) -> list[str]:
+def summary(r: dict[str, Any]) -> list[str]:
     out = [f"score-variants, {r['model']} widths {r['widths']}, window {r['window']}, "
            f"{r['strands']}, {r['precision']}; max |llr| difference shared vs whole: "
            f"{r['max_llr_diff']}", "", "| batch, path | ALTs | s | variants/s |",

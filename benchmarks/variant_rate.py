@@ -155,8 +155,8 @@ NOTE = (
     "and 1.21-1.31x (2-stage) over main; the baseline and whole arms (the same computation) "
     "differ by up to 10% within a run. "
     "GPU: the `variant_rate` section of gpu_check.py (`benchmarks/gpu/variant_rate.py`) "
-    "measures the same on a GPU (hnet_1stage at the zoo's GPU widths, bf16, batch 16 and 64); no GPU was "
-    "lent to the task that wrote it, so it has not run.")
+    "measures the same on a GPU (hnet_1stage at the zoo's GPU widths, bf16, batch 16 and "
+    "64); no GPU was lent to the task that wrote it, so it has not run.")
 
 
 def summarize(result: dict[str, Any]) -> list[str]:

@@ -143,3 +143,34 @@ def test_step_matches_official_recipe_with_selective_state_update(kernels, ngrou
     # The inactive row keeps its cache bit for bit.
     assert torch.equal(cache.ssm_state[~act], ssm0[~act])
     assert torch.equal(cache.conv_state[~act], conv0[~act])
+
+
+@pytest.mark.parametrize("ngroups", [1, 2])
+def test_extend_from_cache_with_the_chunk_scan_kernel(kernels, monkeypatch, ngroups):
+    """``Mamba2.extend`` (REF/ALT suffixes after a shared prefix) scans its new tokens with
+    ``mamba_chunk_scan_combined`` from the cached SSM state: equal to the forward over prefix +
+    suffix (torch path and float64), with ragged right padding of the new tokens."""
+    from hnet_dna.model.ops import ssd
+
+    m = make_model(ngroups)
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 41, D_MODEL, generator=gen)
+    split = 19  # prefix length; suffix of row 1 padded after 15 of its 22 tokens
+    mask = torch.ones(2, 41 - split, dtype=torch.bool)
+    mask[1, 15:] = False
+    calls = []
+    scan = ssd.load_chunk_scan_kernel()
+    monkeypatch.setattr(ssd, "load_chunk_scan_kernel",
+                        lambda: lambda *a, **k: calls.append(k) or scan(*a, **k))
+    with torch.no_grad():
+        cache = m.allocate_cache(2, 41)
+        m(x[:, :split], cache=cache)
+        calls.clear()
+        y = m.extend(x[:, split:], cache, mask)
+        assert calls and calls[0].get("initial_states") is not None  # the kernel, from the cache
+        monkeypatch.setenv("HNET_DNA_DISABLE_KERNELS", "1")
+        y_full = m(x)[:, split:]
+        y_f64 = copy.deepcopy(m).double()(x.double())[:, split:]
+    tag = f"Mamba2.extend with mamba_chunk_scan_combined (ngroups={ngroups})"
+    compare(tag + " vs torch forward", y[mask], y_full[mask], atol=1e-5, rtol=1e-4)
+    compare(tag + " vs f64 forward", y[mask], y_f64[mask], atol=1e-5, rtol=1e-4)

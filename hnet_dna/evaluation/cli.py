@@ -89,9 +89,13 @@ def _common(p: argparse.ArgumentParser, model_required: bool = True) -> None:
 
 
 def _setup_logging(verbose: bool) -> None:
+    """Logging, and torch's threads from the CPUs this process was given (logged with -v)."""
+    from hnet_dna.training.resources import setup_threads
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
+    setup_threads()
 
 
 def _run(main, argv: Sequence[str] | None) -> int:

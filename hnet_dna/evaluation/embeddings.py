@@ -31,12 +31,12 @@ from typing import Literal
 
 import numpy as np
 import pysam
-from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import reverse_complement
 from hnet_dna.genomics.intervals import bed_data_lines
 from hnet_dna.outputs import atomic_output
+from hnet_dna.progress import progress as progress_bar
 
 from .runner import PerBaseForward, WindowOutput, depth_level
 
@@ -185,7 +185,7 @@ class Embedder:
         Sequences are processed in groups of about ``group_bases`` bases so that batches stay
         full while per-base arrays of only one group are held in memory.
         """
-        bar = tqdm(total=total, unit="seq", desc="embed", disable=not self.progress)
+        bar = progress_bar(total=total, unit="seq", desc="embed", disable=not self.progress)
         group: list[tuple[str, np.ndarray]] = []
         size = 0
         for name, ids in sequences:

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.fasta import Genome
 from hnet_dna.outputs import atomic_output, check_outputs
+from hnet_dna.progress import progress as progress_bar
 
 from .consequences import ConsequenceAnnotator
 from .scoring import SCORE_COLUMNS, VariantScorer
@@ -100,7 +100,7 @@ def score_vcf(
     pending: list[tuple[dict, Variant]] = []
     reader = VariantReader(vcf, genome, window, counter)
     carry = _InfoColumns(reader.vcf.definitions["INFO"], carry_info, vcf)
-    bar = tqdm(unit="alt", desc="score", disable=not progress)
+    bar = progress_bar(unit="alt", desc="score", disable=not progress)
 
     def flush() -> None:
         if not pending:

@@ -386,7 +386,6 @@ class Trainer:
             while self.step < cfg.max_steps:
                 result = self.train_step(self.next_micro_batches())
                 interval = self._accumulate(interval, result)
-                bar.update(1)
                 done = self.step == cfg.max_steps
                 if self.step % cfg.log_every == 0 or done:
                     summary = self._log_train(interval, result)
@@ -396,6 +395,7 @@ class Trainer:
                         lr=f"{result['lr']:.2e}",
                     )
                     interval = LogInterval()
+                bar.update(1)  # after the postfix: a log line carries this step's numbers
                 paused_before = self.paused_seconds
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and not done:
                     bpb = self.evaluate().get("bpb", math.nan)

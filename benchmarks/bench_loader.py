@@ -29,6 +29,7 @@ from hnet_dna.genomics.corpora import (
     data_package_dir,
     load_corpus,
 )
+from hnet_dna.genomics.loader import WindowLoader
 
 
 def default_fasta() -> str:
@@ -96,7 +97,7 @@ def main() -> None:
         tiles = corpus.windows("valid", w, mode="tile")
         print_loader_rate(f"[preloaded] tile valid L={w}", tiles, w)
         for workers in args.workers:
-            loader = ds.loader(args.batch_size, num_workers=workers)
+            loader = WindowLoader(ds, args.batch_size, num_workers=workers)
             label = f"[preloaded] WindowLoader workers={workers} bs={args.batch_size}"
             print_loader_rate(label, loader, w)
 

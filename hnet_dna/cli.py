@@ -78,6 +78,17 @@ register_command(
 )
 
 
+
+def _merge(args: list[str]) -> int:
+    from hnet_dna.evaluation.merge import main_merge
+
+    return main_merge(args)
+
+
+register_command(
+    "merge", "gather the parts of a sharded score-variants / embed / track run", _merge)
+
+
 def _convert_official(args: list[str]) -> int:
     from hnet_dna.convert import main as convert_main
 
@@ -88,6 +99,19 @@ register_command(
     "convert-official",
     "official H-Net checkpoint (JSON config + .pt) -> model folder (from_pretrained)",
     _convert_official,
+)
+
+
+def _prepare(args: list[str]) -> int:
+    from hnet_dna.genomics.prepare_cli import main as prepare_main
+
+    return prepare_main(args)
+
+
+register_command(
+    "prepare",
+    "convert genomes once (gzip, GenBank, EMBL, folders) into the form every rank shares",
+    _prepare,
 )
 
 
@@ -105,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage())
         return 0
     if args[0] in ("-V", "--version"):
-        from hnet_dna import __version__
+        from hnet_dna._version import __version__
 
         print(f"hnet-dna {__version__}")
         return 0

@@ -9,6 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hnet_dna.outputs import current_umask, is_disk_full, sigterm_cleanup
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -39,16 +41,24 @@ def main(argv: list[str]) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"hnet-dna convert-official: {err}", file=sys.stderr)
         return 2
-    # Written next to OUT and renamed into place: an interrupted run leaves no half folder.
+    # Written next to OUT and renamed into place: an interrupted run (Ctrl-C, SIGTERM) leaves
+    # no half folder. mkdtemp makes it 0700; the folder gets what mkdir would give (umask).
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        model.save_pretrained(tmp)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with sigterm_cleanup():
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            tmp.chmod(0o777 & ~current_umask())
+            model.save_pretrained(tmp)
+            if out.exists():
+                out.rmdir()  # empty, checked above
+            tmp.rename(out)
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            print(f"hnet-dna convert-official: disk full while writing {out}", file=sys.stderr)
+            return 2
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     print(f"{out}: {model.num_parameters() / 1e6:.2f}M parameters, "
           f"load with HNetForCausalLM.from_pretrained({str(out)!r})")
     return 0

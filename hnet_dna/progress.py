@@ -1,9 +1,10 @@
 """Progress reports that suit a terminal and a batch job's log alike.
 
 Every long loop of the package (pretraining, ``embed``, ``track``, ``score-variants``,
-``probe``) reports through :func:`progress`. On a terminal (the stream a TTY) it is a tqdm bar;
-otherwise (a SLURM log, ``nohup``, CI, a pipe) it is one plain line every ``interval`` seconds
-and a last one when the loop ends, with no carriage returns, e.g.::
+``probe``, their sharded runs, ``prepare``) reports through :func:`progress`. On a terminal
+(the stream a TTY) it is a tqdm bar; otherwise (a SLURM log, ``nohup``, CI, a pipe) it is one
+plain line every ``interval`` seconds and a last one when the loop ends, with no carriage
+returns, e.g.::
 
     2026-12-06 03:10:00 embed: 120/600 seq (20%), 2.05 seq/s, elapsed 00:58, ETA 03:54
 
@@ -54,7 +55,8 @@ class LogProgress:
 
     def __init__(self, iterable: Iterable | None = None, total: float | None = None,
                  desc: str = "", unit: str = "it", initial: float = 0, leave: bool = True,
-                 interval: float | None = None, file: IO[str] | None = None) -> None:
+                 interval: float | None = None, file: IO[str] | None = None,
+                 unit_scale: bool = False) -> None:
         if total is None and iterable is not None:
             try:
                 total = len(iterable)  # type: ignore[arg-type]
@@ -62,7 +64,7 @@ class LogProgress:
                 total = None
         self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
         self.n = self.initial = initial
-        self.leave = leave
+        self.leave, self.unit_scale = leave, unit_scale
         self.interval = progress_interval(interval)
         self.file = file
         self.postfix: dict[str, Any] = {}
@@ -112,11 +114,13 @@ class LogProgress:
         elapsed = now - self.started
         done_here = self.n - self.initial
         rate = done_here / elapsed if elapsed > 0 else 0.0
-        count = f"{_number(self.n)} {self.unit}"
+        number = tqdm.format_sizeof if self.unit_scale else _number
+        count = f"{number(self.n)} {self.unit}"
         if self.total:
-            count = f"{_number(self.n)}/{_number(self.total)} {self.unit} " \
+            count = f"{number(self.n)}/{number(self.total)} {self.unit} " \
                     f"({100 * self.n / self.total:.0f}%)"
-        parts = [count, _rate(rate, self.unit), f"elapsed {tqdm.format_interval(elapsed)}"]
+        parts = [count, _rate(rate, self.unit, self.unit_scale),
+                 f"elapsed {tqdm.format_interval(elapsed)}"]
         if done:
             parts.append("done")
         elif self.total and rate > 0:
@@ -134,9 +138,11 @@ def _number(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) and not value.is_integer() else f"{int(value)}"
 
 
-def _rate(rate: float, unit: str) -> str:
+def _rate(rate: float, unit: str, scale: bool = False) -> str:
     if rate <= 0:
         return f"- {unit}/s"
+    if scale and rate >= 1:
+        return f"{tqdm.format_sizeof(rate)} {unit}/s"
     return f"{rate:.3g} {unit}/s" if rate >= 1 else f"{1 / rate:.3g} s/{unit}"
 
 
@@ -147,11 +153,13 @@ def progress(iterable: Iterable | None = None, *, total: float | None = None, de
     """A tqdm bar when ``file`` (default stderr) is a terminal, else a :class:`LogProgress` that
     writes a line every ``interval`` seconds (:func:`progress_interval`) and one at the end.
 
-    ``bar_kwargs`` (``dynamic_ncols``, ...) only concern the bar. Disabled: a silent tqdm.
+    ``bar_kwargs`` (``dynamic_ncols``, ...) only concern the bar, except ``unit_scale`` (counts
+    as 3.10G). Disabled: a silent tqdm.
     """
     stream = file or sys.stderr
     if disable or _is_terminal(stream):
         return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable,
                     initial=initial, leave=leave, file=file, **bar_kwargs)
     return LogProgress(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave,
-                       interval=interval, file=file)
+                       interval=interval, file=file,
+                       unit_scale=bool(bar_kwargs.get("unit_scale", False)))

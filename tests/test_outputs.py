@@ -2,7 +2,10 @@
 
 import errno
 import os
+import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -98,3 +101,41 @@ def test_atomic_output_disk_full_names_the_path(tmp_path):
 
 def test_format_errors_are_input_errors():
     assert issubclass(BedFormatError, InputError) and issubclass(InputError, ValueError)
+
+
+def test_atomic_output_disk_full_reported_by_a_rust_writer(tmp_path):
+    # polars' parquet writer reports ENOSPC as ComputeError("... (os error 28)"), not OSError
+    import polars as pl
+
+    out = tmp_path / "table.parquet"
+    with pytest.raises(OSError, match=f"disk full while writing {out}$") as info:
+        with atomic_output(out) as tmp:
+            tmp.write_bytes(b"PAR1 half")
+            raise pl.exceptions.ComputeError(
+                "parquet: File out of specification: underlying IO error: No space left on "
+                "device (os error 28)")
+    assert info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_inside_atomic_output_removes_the_temporary(tmp_path):
+    # in a child process: without the handler, SIGTERM would end the test run itself
+    out = tmp_path / "track.bedGraph"
+    code = f"""
+import os, signal, sys
+from hnet_dna.outputs import atomic_output
+before = signal.getsignal(signal.SIGTERM)
+try:
+    with atomic_output({str(out)!r}) as tmp:
+        tmp.write_text("half")
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs between bytecodes of this thread
+            pass
+except SystemExit as err:
+    assert signal.getsignal(signal.SIGTERM) == before, "handler not restored"
+    sys.exit(err.code)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -33,11 +33,17 @@ def _blocks(language: str) -> list[tuple[int, str]]:
             if m.group(1) == language]
 
 
+# example values of the environment variables README commands use (SLURM array recipe)
+EXAMPLE_ENV = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "100"}
+
+
 def _commands() -> list[tuple[str, list[str]]]:
-    """(README line, argv) of each command in the bash blocks (continuations joined)."""
+    """(README line, argv) of each command in the bash blocks (continuations joined, known
+    environment variables replaced by example values)."""
     found = []
     for line_no, block in _blocks("bash"):
         for i, line in enumerate(block.replace("\\\n", " ").splitlines()):
+            line = re.sub(r"\$\{?(\w+)\}?", lambda m: EXAMPLE_ENV.get(m[1], m[0]), line)
             for part in line.split("&&"):
                 argv = shlex.split(part, comments=True)
                 if argv:

@@ -1,186 +1,117 @@
-"""Coding consequences of variants from GFF3/GTF CDS models and the reference (Biopython codons).
+"""Consequences of variants on the coding transcripts of a GFF3/GTF, as VEP defines them.
 
-Consequences are Sequence Ontology terms, as VEP and SnpEff write them, so tables join. Most
-severe first (a variant overlapping several transcripts gets the most severe, VEP's order):
-``stop_gained``, ``frameshift_variant``, ``stop_lost``, ``start_lost``, ``inframe_insertion``,
-``inframe_deletion``, ``missense_variant``, ``incomplete_terminal_codon_variant`` (bases of an
-incomplete 3' codon), ``stop_retained_variant``, ``synonymous_variant``,
-``coding_sequence_variant`` (in a CDS but not translatable: a codon cut by the 5' phase of a
-partial CDS, or containing N), ``intron_variant`` (between two CDS segments of a transcript,
-no CDS base touched) and ``sequence_variant`` (no CDS base touched, outside every CDS span:
-UTR or intergenic, which CDS models cannot tell apart).
+Terms are Sequence Ontology terms, as VEP and SnpEff write them, so tables join.
+:data:`CONSEQUENCES` lists those emitted, most severe first (VEP's order); a variant gets the
+most severe term over all its terms on all overlapping transcripts (VEP's "most severe
+consequence"); :meth:`ConsequenceAnnotator.terms` gives all of them.
 
-Rules: a substitution is judged codon by codon with ``Bio.Seq.translate`` under the chosen NCBI
-genetic code; ``start_lost`` needs a complete 5' end (phase 0 and a start codon of that code),
-``stop_lost`` changes the terminal stop codon of a complete 3' end. Indels are judged by the
-number of CDS bases they add or remove (multiple of 3: ``inframe_insertion`` /
-``inframe_deletion``, else ``frameshift_variant``); an insertion counts as coding only when both
-flanking bases are CDS bases of one segment. Coordinates are 0-based; variants are expected
-normalised (``variants.normalize``).
+- Splice terms follow VEP on each intron (between two exons of a transcript; between two CDS
+  segments where the file has no ``exon`` lines): ``splice_donor_variant`` /
+  ``splice_acceptor_variant`` for the first / last two intronic bases in transcript orientation
+  (so donor and acceptor swap sides on the minus strand), ``splice_region_variant`` for intronic
+  bases 3-8 and the 1-3 exonic bases next to the intron (not beside a donor/acceptor term),
+  ``intron_variant`` for intronic bases from the third to the third-last. Insertions count by
+  VEP's special cases. Judged on the record as given (left-normalised), as VEP does.
+- An edit within the exons (and the 64 flanking bases kept for context) is judged on the
+  alternate haplotype by :mod:`.coding_effects`: start/stop codon lost, kept or gained, frame,
+  codon changes, ``5_prime_UTR_variant`` / ``3_prime_UTR_variant``; the result does not depend
+  on where in a repeat the VCF placed an indel.
+- An edit from an exon into an intron: ``coding_sequence_variant`` where it removes CDS bases,
+  else a UTR term, beside its splice terms.
+- ``sequence_variant``: nothing of any coding transcript (intergenic, or a non-coding gene; the
+  UTR of a file without ``exon`` lines). VEP's finer terms (``splice_donor_5th_base_variant``,
+  ``splice_donor_region_variant``, ``splice_polypyrimidine_tract_variant``), upstream/downstream,
+  NMD and non-coding transcript terms are not emitted.
 
-CDS models come from GFF3 (``Parent``; ``Parent=a,b`` puts a CDS in both transcripts) or GTF
-(``transcript_id``; GTF ``CDS`` lines leave out the stop codon, so ``stop_codon`` lines are
-merged back in and the models equal those of the GFF3 of the same genes). Contig names
-resolve to the FASTA's through aliases (``chr1`` / ``1``).
+CDS models: :mod:`.cds_models`. Coordinates are 0-based; variants are expected normalised
+(``variants.normalize``).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from collections import defaultdict
+import bisect
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 
 import numpy as np
 from Bio.Data import CodonTable
-from Bio.Seq import translate
 
-from hnet_dna.genomics.aliases import resolve_contig
 from hnet_dna.genomics.alphabet import reverse_complement_text
 from hnet_dna.genomics.fasta import Genome
 
-from .gff import GFFFormatError, iter_gff, parents
+from .cds_models import Transcript, read_cds_models
+from .coding_effects import CodingFrame, edit_terms, translate_codons
 
-log = logging.getLogger(__name__)
+__all__ = ["CONSEQUENCES", "HIGH_OR_MODERATE", "IMPACT", "SEVERITY", "ConsequenceAnnotator",
+           "Transcript", "cds_snvs", "read_cds_models"]
 
 CONSEQUENCES: tuple[str, ...] = (
-    "stop_gained", "frameshift_variant", "stop_lost", "start_lost", "inframe_insertion",
-    "inframe_deletion", "missense_variant", "incomplete_terminal_codon_variant",
-    "stop_retained_variant", "synonymous_variant", "coding_sequence_variant", "intron_variant",
+    "splice_acceptor_variant", "splice_donor_variant", "stop_gained", "frameshift_variant",
+    "stop_lost", "start_lost", "inframe_insertion", "inframe_deletion", "missense_variant",
+    "protein_altering_variant", "splice_region_variant", "incomplete_terminal_codon_variant",
+    "start_retained_variant", "stop_retained_variant", "synonymous_variant",
+    "coding_sequence_variant", "5_prime_UTR_variant", "3_prime_UTR_variant", "intron_variant",
     "sequence_variant",
 )
 SEVERITY = {c: i for i, c in enumerate(CONSEQUENCES)}
+#: VEP's IMPACT of each term (HIGH, MODERATE, LOW, MODIFIER)
+IMPACT = {c: "HIGH" if i < 6 else "MODERATE" if i < 10 else "LOW" if i < 15 else "MODIFIER"
+          for i, c in enumerate(CONSEQUENCES)}
+#: the terms of HIGH or MODERATE impact, most severe first
+HIGH_OR_MODERATE = tuple(c for c in CONSEQUENCES if IMPACT[c] in ("HIGH", "MODERATE"))
+
+FLANK = 64  # genomic bases kept beyond each transcript end, context for indels at its ends
 
 
 @dataclass
-class Transcript:
-    """CDS model of one transcript: ``segments`` (0-based half-open) in transcript order."""
+class _Layout:
+    """A transcript's :class:`CodingFrame` and its genomic blocks (5' flank, exons, 3' flank).
 
-    id: str
-    contig: str
-    strand: str
-    segments: list[tuple[int, int]]
-    phase: int = 0  # bases before the first complete codon (GFF phase of the 5'-most CDS)
-    _seq: str | None = field(default=None, repr=False)
-    _offsets: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def start(self) -> int:
-        return min(s for s, _ in self.segments)
-
-    @property
-    def end(self) -> int:
-        return max(e for _, e in self.segments)
-
-    @property
-    def cds_length(self) -> int:
-        return sum(e - s for s, e in self.segments)
-
-    def cds_index(self, pos: int) -> int | None:
-        """Index of genomic ``pos`` in the CDS (transcript orientation), None outside."""
-        if self._offsets is None:
-            self._offsets = np.cumsum([0] + [e - s for s, e in self.segments])
-        for i, (s, e) in enumerate(self.segments):
-            if s <= pos < e:
-                within = pos - s if self.strand == "+" else e - 1 - pos
-                return int(self._offsets[i]) + within
-        return None
-
-    def sequence(self, genome: Genome) -> str:
-        """Spliced CDS in transcript orientation, uppercase (cached)."""
-        if self._seq is None:
-            parts = [genome.fetch(self.contig, s, e).upper() for s, e in self.segments]
-            if self.strand == "-":
-                parts = [reverse_complement_text(p) for p in parts]
-            self._seq = "".join(parts)
-        return self._seq
-
-
-def read_cds_models(path: str | os.PathLike, contigs: dict[str, int] | None = None
-                    ) -> list[Transcript]:
-    """Transcripts from the ``CDS`` lines of a GFF3 or GTF file, grouped by transcript.
-
-    Coordinates are checked (1-based inclusive, start <= end, within ``contigs`` when given;
-    contig names resolve through aliases); a GFF3 CDS without ``Parent`` is its own
-    transcript (keyed by ``ID``). GTF ``stop_codon`` lines are merged into their transcript's
-    CDS (GTF CDS lines exclude the stop codon; merging is a no-op where a CDS includes it).
+    ``starts``/``ends``/``offsets``: the blocks in genomic order and the index in
+    ``frame.seq`` of each block's 5'-most base (transcript orientation).
     """
-    groups: dict[str, list[tuple[int, int, str, str, int, int]]] = defaultdict(list)
-    stops: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    resolved: dict[str, str] = {}
-    for lineno, cols, attrs in iter_gff(path):
-        if cols[2] not in ("CDS", "stop_codon"):
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            start, end = int(cols[3]) - 1, int(cols[4])
-        except ValueError:
-            raise GFFFormatError(f"{where}: start/end not integers") from None
-        if not 0 <= start < end:
-            raise GFFFormatError(f"{where}: invalid range {cols[3]}-{cols[4]}")
-        if cols[6] not in "+-" or len(cols[6]) != 1:
-            raise GFFFormatError(f"{where}: {cols[2]} strand must be + or -, got {cols[6]!r}")
-        contig = cols[0]
-        if contigs is not None:
-            if contig not in resolved:
-                try:
-                    resolved[contig] = resolve_contig(contig, contigs)
-                except KeyError:
-                    raise GFFFormatError(f"{where}: {cols[2]} contig {contig!r} is not in the "
-                                         "genome (nor its aliases)") from None
-            contig = resolved[contig]
-            if end > contigs[contig]:
-                raise GFFFormatError(f"{where}: {cols[2]} {contig}:{start}-{end} runs past the "
-                                     f"end of the contig ({contigs[contig]})")
-        keys = parents(attrs) or [attrs.get("ID") or f"line{lineno}"]
-        if cols[2] == "stop_codon":
-            for key in keys:
-                stops[key].append((start, end))
-            continue
-        phase = int(cols[7]) if cols[7] in ("0", "1", "2") else 0
-        for key in keys:
-            groups[key].append((start, end, contig, cols[6], phase, lineno))
-    out = []
-    for tid, parts in groups.items():
-        contig, strand = parts[0][2], parts[0][3]
-        if any(p[2] != contig or p[3] != strand for p in parts):
-            raise GFFFormatError(f"{path}:{parts[0][5]}: CDS of {tid!r} span contigs/strands")
-        # 5'-most CDS carries the phase; then merge in the stop codon (touching intervals)
-        five_prime = min(parts, key=lambda p: p[0]) if strand == "+" else \
-            max(parts, key=lambda p: p[1])
-        segments = _merge([(p[0], p[1]) for p in parts] + stops.get(tid, []))
-        segments.sort(key=lambda se: se[0], reverse=strand == "-")
-        out.append(Transcript(tid, contig, strand, segments, five_prime[4]))
-    return out
 
+    frame: CodingFrame
+    strand: str
+    starts: list[int]
+    ends: list[int]
+    offsets: list[int]
+    intron_starts: list[int]
+    intron_ends: list[int]
 
-def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Union of half-open intervals; touching ones join (CDS segments never touch: an intron
-    separates them, so only a stop codon next to its CDS is joined)."""
-    merged: list[list[int]] = []
-    for s, e in sorted(intervals):
-        if merged and s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
-    return [(s, e) for s, e in merged]
+    def block(self, pos: int) -> int | None:
+        i = bisect.bisect_right(self.starts, pos) - 1
+        return i if i >= 0 and pos < self.ends[i] else None
 
+    def index(self, pos: int, i: int) -> int:
+        if self.strand == "+":
+            return self.offsets[i] + pos - self.starts[i]
+        return self.offsets[i] + self.ends[i] - 1 - pos
 
-@lru_cache(maxsize=4096)
-def _aa(codon: str, table: int) -> str:
-    """One amino acid ('*' = stop), 'X' for a codon with N."""
-    if "N" in codon:
-        return "X"
-    return str(translate(codon, table=table))
+    def edit(self, g0: int, g1: int, ins: str) -> tuple[int, int, str] | None:
+        """Genomic edit ``[g0, g1) -> ins`` in transcript coordinates; None where it reaches
+        an intron or past the flanks."""
+        lo, hi = (g0 - 1, g0) if g0 == g1 else (g0, g1 - 1)  # an insertion: its two flanks
+        i, j = self.block(lo), self.block(hi)
+        if i is None or j is None or any(self.ends[k] != self.starts[k + 1] for k in range(i, j)):
+            return None
+        if self.strand == "+":
+            a = self.index(g0, i if g0 == lo else j)
+            return a, a + g1 - g0, ins
+        if g0 == g1:  # between genomic g0 - 1 and g0, which come in the reverse order here
+            a = self.index(lo, i)
+            return a, a, reverse_complement_text(ins)
+        b = self.index(g0, i) + 1
+        return b - (g1 - g0), b, reverse_complement_text(ins)
 
 
 class ConsequenceAnnotator:
-    """Classify normalised variants against CDS models (see the module docstring)."""
+    """Classify normalised variants against coding transcripts (see the module docstring)."""
 
-    def __init__(self, genome: Genome, transcripts: list[Transcript], table: int = 1) -> None:
-        self.genome, self.table = genome, table
+    def __init__(self, genome: Genome, transcripts: list[Transcript], table: int = 1,
+                 cache: int = 1024) -> None:
+        self.genome, self.table, self._cache_size = genome, table, cache
         self.code = CodonTable.unambiguous_dna_by_id[table]
         self.by_contig: dict[str, list[Transcript]] = defaultdict(list)
         for t in transcripts:
@@ -189,6 +120,7 @@ class ConsequenceAnnotator:
             ts.sort(key=lambda t: t.start)
         self._starts = {c: np.array([t.start for t in ts]) for c, ts in self.by_contig.items()}
         self._max_span = {c: max(t.end - t.start for t in ts) for c, ts in self.by_contig.items()}
+        self._layouts: OrderedDict[int, _Layout] = OrderedDict()  # LRU: sorted VCFs hit it
 
     def overlapping(self, contig: str, start: int, end: int) -> list[Transcript]:
         ts = self.by_contig.get(contig, [])
@@ -200,75 +132,114 @@ class ConsequenceAnnotator:
 
     def annotate(self, contig: str, pos: int, ref: str, alt: str) -> str:
         """Most severe consequence of ``ref -> alt`` at 0-based ``pos`` over all transcripts."""
-        best = "sequence_variant"
-        for t in self.overlapping(contig, pos, pos + max(len(ref), 1)):
-            c = self._one(t, pos, ref.upper(), alt.upper())
-            if SEVERITY[c] < SEVERITY[best]:
-                best = c
-        return best
+        return min(self.terms(contig, pos, ref, alt), key=SEVERITY.__getitem__)
 
-    def _one(self, t: Transcript, pos: int, ref: str, alt: str) -> str:
-        if len(ref) != len(alt):
-            return self._indel(t, pos, ref, alt)
-        idx = {p: t.cds_index(p) for p in range(pos, pos + len(ref))}
-        if all(i is None for i in idx.values()):
-            return _non_cds(t, pos, pos + len(ref))
-        seq = t.sequence(self.genome)
-        mutated = list(seq)
-        for k, p in enumerate(range(pos, pos + len(ref))):
-            if idx[p] is not None and ref[k] != alt[k]:
-                base = alt[k] if t.strand == "+" else reverse_complement_text(alt[k])
-                mutated[idx[p]] = base
-        new = "".join(mutated)
-        codons = sorted({(i - t.phase) // 3 for i in idx.values()
-                         if i is not None and i >= t.phase})
-        if not codons:
-            return "coding_sequence_variant"  # only bases of the partial 5' codon
-        n_codons = (len(seq) - t.phase) // 3
-        worst = "synonymous_variant"
-        for c in codons:
-            a = t.phase + 3 * c
-            if a + 3 > len(seq):
-                cls = "incomplete_terminal_codon_variant"
-            else:
-                cls = self._codon(seq[a:a + 3], new[a:a + 3], c, n_codons, t.phase)
-            if SEVERITY[cls] < SEVERITY[worst]:
-                worst = cls
-        return worst
+    def terms(self, contig: str, pos: int, ref: str, alt: str) -> set[str]:
+        """Every term of ``ref -> alt`` on every overlapping transcript (``{"sequence_variant"}``
+        when there is none)."""
+        ref, alt = ref.upper(), alt.upper()
+        p = 0  # trim the shared bases: the literal edit is [g0, g1) -> ins
+        while p < min(len(ref), len(alt)) and ref[p] == alt[p]:
+            p += 1
+        s = 0
+        while s < min(len(ref), len(alt)) - p and ref[-1 - s] == alt[-1 - s]:
+            s += 1
+        g0, g1, ins = pos + p, pos + len(ref) - s, alt[p:len(alt) - s]
+        found: set[str] = set()
+        # transcripts within FLANK: another placement of an indel may reach into them
+        for t in self.overlapping(contig, pos - FLANK, pos + len(ref) + FLANK):
+            found |= self._transcript_terms(t, g0, g1, ins)
+        return found or {"sequence_variant"}
 
-    def _codon(self, old: str, new: str, index: int, n_codons: int, phase: int) -> str:
-        a, b = _aa(old, self.table), _aa(new, self.table)
-        if "X" in (a, b):
-            return "coding_sequence_variant"
-        if index == 0 and phase == 0 and old in self.code.start_codons and \
-                new not in self.code.start_codons:
-            return "start_lost"
-        if a == "*" and b != "*":
-            return "stop_lost" if index == n_codons - 1 else "missense_variant"
-        if b == "*" and a != "*":
-            return "stop_gained"
-        if a == b == "*":
-            return "stop_retained_variant"
-        return "synonymous_variant" if a == b else "missense_variant"
+    def _transcript_terms(self, t: Transcript, g0: int, g1: int, ins: str) -> set[str]:
+        lay = self._layout(t)
+        terms = _splice_terms(lay, t.strand, g0, g1)
+        edit = lay.edit(g0, g1, ins)
+        if edit is not None:
+            return terms | edit_terms(lay.frame, *edit)
+        if g1 > g0:  # an exon-intron deletion (or one past the flanks)
+            if any(s < g1 and g0 < e for s, e in t.segments):
+                terms.add("coding_sequence_variant")
+            elif any(s < g1 and g0 < e for s, e in t.exons):
+                cds_lo = min(s for s, _ in t.segments)
+                five = (g0 < cds_lo) == (t.strand == "+")
+                terms.add("5_prime_UTR_variant" if five else "3_prime_UTR_variant")
+        return terms
 
-    def _indel(self, t: Transcript, pos: int, ref: str, alt: str) -> str:
-        if len(ref) > len(alt):  # deletion (after the shared anchor bases)
-            shared = len(alt)
-            removed = [p for p in range(pos + shared, pos + len(ref)) if t.cds_index(p) is not None]
-            if not removed:
-                return _non_cds(t, pos + shared, pos + len(ref))
-            return "inframe_deletion" if len(removed) % 3 == 0 else "frameshift_variant"
-        # insertion between pos + len(ref) - 1 and pos + len(ref)
-        left, right = pos + len(ref) - 1, pos + len(ref)
-        il, ir = t.cds_index(left), t.cds_index(right)
-        if il is None or ir is None or abs(il - ir) != 1:
-            return _non_cds(t, left, right + 1)
-        return "inframe_insertion" if (len(alt) - len(ref)) % 3 == 0 else "frameshift_variant"
+    def _layout(self, t: Transcript) -> _Layout:
+        key = id(t)
+        lay = self._layouts.get(key)
+        if lay is not None:
+            self._layouts.move_to_end(key)
+            return lay
+        lay = self._build_layout(t)
+        self._layouts[key] = lay
+        if len(self._layouts) > self._cache_size:
+            self._layouts.popitem(last=False)
+        return lay
+
+    def _build_layout(self, t: Transcript) -> _Layout:
+        size = self.genome.contigs[t.contig]
+        five = (max(0, t.start - FLANK), t.start) if t.strand == "+" else \
+            (t.end, min(size, t.end + FLANK))
+        three = (t.end, min(size, t.end + FLANK)) if t.strand == "+" else \
+            (max(0, t.start - FLANK), t.start)
+        blocks = [b for b in (five, *t.exons, three) if b[1] > b[0]]
+        parts = [self.genome.fetch(t.contig, s, e).upper() for s, e in blocks]
+        if t.strand == "-":
+            parts = [reverse_complement_text(x) for x in parts]
+        offsets = np.cumsum([0] + [len(x) for x in parts[:-1]]).tolist()
+        order = sorted(range(len(blocks)), key=lambda k: blocks[k][0])
+        introns = t.introns
+        lay = _Layout(None, t.strand, [blocks[k][0] for k in order],  # type: ignore[arg-type]
+                      [blocks[k][1] for k in order], [offsets[k] for k in order],
+                      [s for s, _ in introns], [e for _, e in introns])
+        seq = "".join(parts)
+        five_prime_cds = t.segments[0][0] if t.strand == "+" else t.segments[0][1] - 1
+        three_prime_cds = t.segments[-1][1] - 1 if t.strand == "+" else t.segments[-1][0]
+        cs = lay.index(five_prime_cds, lay.block(five_prime_cds))
+        ce = lay.index(three_prime_cds, lay.block(three_prime_cds)) + 1
+        x0 = len(parts[0]) if five[1] > five[0] else 0
+        x1 = x0 + sum(e - s for s, e in t.exons)
+        stop = (ce - cs - t.phase) % 3 == 0 and ce - cs - t.phase >= 6 and \
+            translate_codons(seq[ce - 3:ce], self.table) == "*"
+        lay.frame = CodingFrame(seq, (cs, ce), (x0, x1), t.phase,
+                                t.phase == 0 and seq[cs:cs + 3] in self.code.start_codons,
+                                stop, self.table)
+        return lay
 
 
-def _non_cds(t: Transcript, lo: int, hi: int) -> str:
-    """No CDS base in ``[lo, hi)``: intronic when it lies within the CDS span of ``t``."""
-    return "intron_variant" if t.start <= lo and hi <= t.end else "sequence_variant"
+def _splice_terms(lay: _Layout, strand: str, g0: int, g1: int) -> set[str]:
+    """VEP's intron effects of the literal edit ``[g0, g1)`` (an insertion: ``g0 == g1``)."""
+    vs, ve = g0 + 1, g1  # VEP's 1-based start/end; an insertion has start = end + 1
+    insertion = g0 == g1
+    lo = bisect.bisect_left(lay.intron_ends, g0 - 4)
+    hi = bisect.bisect_right(lay.intron_starts, g1 + 4)
+    five_site = three_site = intronic = region = False  # genomic 5' / 3' end of an intron
+    for ia, ib in zip(lay.intron_starts[lo:hi], lay.intron_ends[lo:hi], strict=True):
+        s, e = ia + 1, ib  # 1-based first and last intronic base
+        five_site |= _hit(vs, ve, s, s + 1)
+        three_site |= _hit(vs, ve, e - 1, e)
+        intronic |= _hit(vs, ve, s + 2, e - 2) or insertion and (vs == s + 2 or ve == e - 2)
+        region |= (_hit(vs, ve, s + 2, s + 7) or _hit(vs, ve, e - 7, e - 2)
+                   or _hit(vs, ve, s - 3, s - 1) or _hit(vs, ve, e + 1, e + 3)
+                   or insertion and (vs in (s, s + 2) or ve in (e, e - 2)))
+    donor, acceptor = (five_site, three_site) if strand == "+" else (three_site, five_site)
+    terms = set()
+    if donor:
+        terms.add("splice_donor_variant")
+    if acceptor:
+        terms.add("splice_acceptor_variant")
+    if region and not (donor or acceptor):
+        terms.add("splice_region_variant")
+    if intronic:
+        terms.add("intron_variant")
+    return terms
+
+
+def _hit(vs: int, ve: int, x: int, y: int) -> bool:
+    """VEP's ``overlap``: 1-based ``[vs, ve]`` meets ``[x, y]`` (an insertion has vs = ve + 1)."""
+    return ve >= x and vs <= y
 
 
 def cds_snvs(genome: Genome, transcripts: list[Transcript]

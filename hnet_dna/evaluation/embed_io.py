@@ -59,8 +59,15 @@ class Inputs:
                  seqs: list[str] | None) -> None:
         self.records, self._genome, self._seqs = records, genome, seqs
 
-    def sequences(self) -> Iterator[tuple[str, np.ndarray]]:
-        for i, rec in enumerate(self.records):
+    @property
+    def genome(self) -> Genome | None:
+        return self._genome
+
+    def sequences(self, indices: Sequence[int] | None = None
+                  ) -> Iterator[tuple[str, np.ndarray]]:
+        """``(name, base ids)`` of every record, or of the records ``indices`` (a block)."""
+        for i in range(len(self.records)) if indices is None else indices:
+            rec = self.records[i]
             if self._genome is not None:
                 ids = self._genome.fetch_encoded(rec.contig, rec.start, rec.end)[0]
                 yield rec.name, reverse_complement(ids) if rec.strand == "-" else ids
@@ -169,22 +176,37 @@ class EmbeddingWriter:
         for d in self.dims:
             self.pooled[d].append(emb.pooled[d])
 
-    def close(self) -> list[Path]:
+    def frame(self) -> pl.DataFrame:
+        """The rows so far with one ``emb_<depth>`` array column per depth."""
         index = pl.DataFrame(self.rows) if self.rows else pl.DataFrame()
-        if self.out.suffix == ".parquet":
-            cols = [pl.Series(f"emb_{d}", np.stack(v) if v else np.zeros((0, self.dims[d]),
-                                                                         np.float32),
-                              dtype=pl.Array(pl.Float32, self.dims[d]))
-                    for d, v in self.pooled.items()]
-            index.with_columns(cols).write_parquet(self.target(self.out))
-        else:
-            for d, v in self.pooled.items():
-                path = self.out if len(self.dims) == 1 else self._path(f".{d}.npy")
-                # a file object: np.save would append ".npy" to a temporary's name
-                with open(self.target(path), "wb") as fh:
-                    np.save(fh, np.stack(v).astype(np.float32))
-            index.write_csv(self.target(self._path(".index.tsv")), separator="\t")
+        return index.with_columns(_vectors(self.pooled, self.dims))
+
+    def close(self) -> list[Path]:
+        write_pooled(self.out, self.frame(), self.dims, self.target)
         for arr in self.per_base.values():
             arr.flush()
         self.per_base = {}  # drop the memory maps before the files are renamed
         return self.paths
+
+
+def _vectors(pooled: dict[str, list[np.ndarray]], dims: dict[str, int]) -> list[pl.Series]:
+    return [pl.Series(f"emb_{d}", np.stack(v) if v else np.zeros((0, dims[d]), np.float32),
+                      dtype=pl.Array(pl.Float32, dims[d])) for d, v in pooled.items()]
+
+
+def write_pooled(out: str | os.PathLike, frame: pl.DataFrame, dims: dict[str, int],
+                 target: Callable[[Path], Path] | None = None) -> None:
+    """Write :meth:`EmbeddingWriter.frame` as ``NAME.parquet`` or ``NAME[.depth].npy`` +
+    ``NAME.index.tsv`` (see the module doc); ``target`` as in :class:`EmbeddingWriter`."""
+    out, target = Path(out), target or (lambda p: p)
+    if out.suffix == ".parquet":
+        frame.write_parquet(target(out))
+        return
+    for d, dim in dims.items():
+        path = out if len(dims) == 1 else out.with_name(f"{out.stem}.{d}.npy")
+        vectors = frame[f"emb_{d}"].to_numpy() if frame.height else np.zeros((0, dim))
+        # a file object: np.save would append ".npy" to a temporary's name
+        with open(target(path), "wb") as fh:
+            np.save(fh, np.asarray(vectors, dtype=np.float32).reshape(-1, dim))
+    frame.drop([f"emb_{d}" for d in dims]).write_csv(
+        target(out.with_name(out.stem + ".index.tsv")), separator="\t")

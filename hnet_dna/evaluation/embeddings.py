@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -88,6 +88,21 @@ def stitch(parts: Sequence[WindowOutput], plans: Sequence[WindowPlan]) -> Window
         out.chunk_start.append(cat(lambda o, k=k: o.chunk_start[k]))
         out.boundary_prob.append(cat(lambda o, k=k: o.boundary_prob[k]))
     return out
+
+
+def owning(plans: Sequence[WindowPlan], start: int, end: int) -> list[WindowPlan]:
+    """The windows of ``plans`` that own a base of ``[start, end)``."""
+    return [p for p in plans if p.own_start < end and p.end > start]
+
+
+def cut(out: WindowOutput, start: int, end: int) -> WindowOutput:
+    """Bases ``[start, end)`` of per-base outputs."""
+    return WindowOutput(
+        {d: f[start:end] for d, f in out.features.items()},
+        None if out.logp is None else out.logp[start:end],
+        [s[start:end] for s in out.chunk_start],
+        [p[start:end] for p in out.boundary_prob],
+    )
 
 
 def flip(out: WindowOutput) -> WindowOutput:
@@ -179,18 +194,29 @@ class Embedder:
         return self.bases / self.seconds if self.seconds > 0 else float("nan")
 
     def embed(self, sequences: Iterable[tuple[str, np.ndarray]],
-              total: int | None = None) -> Iterator[Embedding]:
+              total: int | None = None, keys: Iterable | None = None) -> Iterator[Embedding]:
         """Yield one :class:`Embedding` per ``(name, base ids)`` in input order.
 
         Sequences are processed in groups of about ``group_bases`` bases so that batches stay
-        full while per-base arrays of only one group are held in memory.
+        full while per-base arrays of only one group are held in memory. ``keys`` (one per
+        sequence): a group also ends where the key changes (the genomic block of a BED
+        interval), so a run over blocks batches exactly as a run over everything.
         """
         bar = progress_bar(total=total, unit="seq", desc="embed", disable=not self.progress)
         group: list[tuple[str, np.ndarray]] = []
         size = 0
+        keys = iter(keys) if keys is not None else None
+        last = None
         for name, ids in sequences:
             if len(ids) == 0:
                 raise InputError(f"sequence {name!r} is empty")
+            if keys is not None:
+                key = next(keys)
+                if group and key != last:
+                    yield from self._embed_group(group)
+                    bar.update(len(group))
+                    group, size = [], 0
+                last = key
             group.append((name, np.asarray(ids)))
             size += len(ids) * (2 if self.strand_average else 1)
             if size >= self.group_bases:
@@ -201,7 +227,7 @@ class Embedder:
             yield from self._embed_group(group)
             bar.update(len(group))
         bar.close()
-        log.info("embedded %d bases in %.1f s (%.0f bases/s)", self.bases, self.seconds,
+        log.debug("embedded %d bases in %.1f s (%.0f bases/s)", self.bases, self.seconds,
                  self.bases_per_second)
 
     def _embed_group(self, group: list[tuple[str, np.ndarray]]) -> list[Embedding]:
@@ -226,6 +252,35 @@ class Embedder:
         self.bases += sum(len(ids) for _, ids in group)
         self.seconds += time.perf_counter() - t0
         return results
+
+    def embed_slice(self, name: str, fetch: Callable[[int, int], np.ndarray], length: int,
+                    start: int, end: int) -> Embedding:
+        """Bases ``[start, end)`` of a sequence of ``length`` bases, computed with the windows
+        that :meth:`embed` would use for the whole sequence (those owning a base of the
+        slice), so every value equals the whole run's; ``fetch(a, b)`` gives its base ids
+        ``[a, b)``. Lets a long sequence (a chromosome) be done block by block: per-base
+        memory is one block's, and blocks can go to different processes (``track``)."""
+        t0 = time.perf_counter()
+        plans = plan_windows(length, self.window, self.overlap)
+        spans = [(False, start, end)] + ([(True, length - end, length - start)]
+                                         if self.strand_average else [])
+        jobs, chosen = [], []
+        for rev, a, b in spans:
+            sel = owning(plans, a, b)
+            chosen.append(sel)
+            for p in sel:
+                ids = fetch(length - p.end, length - p.start) if rev else fetch(p.start, p.end)
+                jobs.append(reverse_complement(ids) if rev else ids)
+        outputs = self.runner.run(jobs, self.depths, logp=self.logp)
+        per_strand, first = [], 0
+        for (rev, a, b), sel in zip(spans, chosen, strict=True):
+            stitched = stitch(outputs[first:first + len(sel)], sel)
+            first += len(sel)
+            piece = cut(stitched, a - sel[0].own_start, b - sel[0].own_start)
+            per_strand.append(flip(piece) if rev else piece)
+        self.bases += end - start
+        self.seconds += time.perf_counter() - t0
+        return self._finish(name, end - start, per_strand)
 
     def _finish(self, name: str, length: int, per_strand: list[WindowOutput]) -> Embedding:
         pooled, per_base = {}, {}

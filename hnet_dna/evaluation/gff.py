@@ -30,7 +30,11 @@ class GFFFormatError(InputError):
     """Malformed GFF/GTF line; the message names the file and 1-based line."""
 
 
-_GTF_ITEM = re.compile(r'\s*([A-Za-z_][\w.-]*)\s+(?:"((?:[^"\\]|\\.)*)"|([^;\s"]+))\s*$')
+_KEY_VALUE = r'([A-Za-z_][\w.-]*)\s+(?:"([^"\\]*(?:\\.[^"\\]*)*)"|([^;\s"]+))'  # key "value"
+_GTF_ITEM = re.compile(r"\s*" + _KEY_VALUE + r"\s*$")
+# one pair from a position on, up to its ';': a quoted value may hold ';' (NCBI's notes do)
+_GTF_PAIR = re.compile(r"[\s;]*" + _KEY_VALUE + r"\s*(?:;|$)")
+_GTF_END = re.compile(r"[\s;]*$")
 
 
 def _open_text(path: str | os.PathLike):
@@ -55,11 +59,17 @@ def _gff3_attrs(text: str, where: str) -> dict[str, str]:
 
 def _gtf_attrs(text: str, cols: list[str], where: str) -> dict[str, str]:
     attrs: dict[str, str] = {}
-    for item in _attr_items(text):
-        m = _GTF_ITEM.match(item)
-        if m is None:
-            raise GFFFormatError(f"{where}: GTF attribute {item.strip()!r} is not "
-                                 'key "value"')
+    items = [_GTF_ITEM.match(item) for item in _attr_items(text)]
+    if not all(items):  # a ';' inside a quoted value splits it: scan pair by pair instead
+        items, pos = [], 0
+        while not _GTF_END.match(text, pos):
+            m = _GTF_PAIR.match(text, pos)
+            if m is None:
+                item = text[pos:].strip(" \t;").split(";", 1)[0].strip()
+                raise GFFFormatError(f"{where}: GTF attribute {item!r} is not key \"value\"")
+            items.append(m)
+            pos = m.end()
+    for m in items:
         key, value = m.group(1), m.group(2) if m.group(2) is not None else m.group(3)
         attrs[key] = f"{attrs[key]},{value}" if key in attrs else value
     feature = cols[2]

@@ -49,6 +49,7 @@ from hnet_dna.training.trainer import optimizer_step
 
 from .embeddings import Embedder
 from .metrics import classification_metrics
+from .runner import check_dna_vocabulary
 from .tasks import Task
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,7 @@ def finetune(lm: HNetForCausalLM, task: Task, epochs: int = 3, lr: float = 3e-4,
     clipping at 1, a NaN/inf loss stops with ``NonFiniteLossError``). The epoch with the best
     dev MCC (train MCC when the task has no dev split) is evaluated on test.
     """
+    check_dna_vocabulary(lm)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = SequenceClassifier(copy.deepcopy(lm).train(), len(task.classes))

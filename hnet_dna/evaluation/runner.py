@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from hnet_dna.errors import InputError
-from hnet_dna.genomics.alphabet import BOS, PAD, N
+from hnet_dna.genomics.alphabet import BOS, DNA_VOCAB, PAD, N
 from hnet_dna.genomics.framing import frame
 from hnet_dna.model.config import HNetConfig
 from hnet_dna.model.hnet import HNet
@@ -44,11 +44,49 @@ _DEPTH = re.compile(r"^(encoder|decoder)\.(\d+)$")
 
 
 # ---------------------------------------------------------------------------- model loading
+#: the ids every DNA command feeds (bases, N, framing), which a model's vocabulary must share
+_DNA_TOKENS = ("A", "C", "G", "T", "N", "PAD", "BOS")
+
+
+def check_dna_vocabulary(model: HNetForCausalLM, source: str | Path | None = None) -> None:
+    """Refuse a model that does not read DNA ids (docs/architecture.md): one whose
+    config.json records another vocabulary (e.g. ``utf8_bytes``, what ``convert-official``
+    makes of the official text H-Nets), a ``dna`` one with other ids, or, when none is recorded
+    (older folders), an embedding table of another size than the DNA vocabulary's.
+
+    Every path that feeds DNA to a model calls it (:func:`load_model`, :class:`PerBaseForward`,
+    fine-tuning); ``source`` (the folder or Hub name) starts the message.
+    """
+    where = f"{source}: " if source is not None else ""
+    vocabulary, size = model.vocabulary, model.config.vocab_size
+    if vocabulary is None:
+        if size != DNA_VOCAB.size:
+            raise InputError(
+                f"{where}the model records no vocabulary and has {size} tokens, not the DNA "
+                f"vocabulary's {DNA_VOCAB.size}; this command feeds DNA bases")
+        return
+    name = vocabulary.get("name", "")
+    tokens = vocabulary.get("tokens", {})
+    if name != DNA_VOCAB.name:
+        raise InputError(
+            f"{where}the model's vocabulary {name!r} ({size} tokens) is not the DNA vocabulary; "
+            "this command feeds DNA bases as ids "
+            + " ".join(f"{t}={DNA_VOCAB.tokens[t]}" for t in _DNA_TOKENS)
+            + ": use a DNA model")
+    differ = {t: tokens.get(t) for t in _DNA_TOKENS if tokens.get(t) != DNA_VOCAB.tokens[t]}
+    if differ:
+        got = " ".join(f"{t}={i}" for t, i in differ.items())
+        want = " ".join(f"{t}={DNA_VOCAB.tokens[t]}" for t in differ)
+        raise InputError(f"{where}the model's DNA vocabulary has other ids ({got}) than this "
+                         f"hnet_dna feeds ({want})")
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None) -> HNetForCausalLM:
     """Load a saved model, the newest checkpoint of a run folder, or a Hugging Face Hub
     repository ``"org/name"`` / ``"org/name@revision"`` (a local path of that name wins; the
-    Hub cache and ``HF_HUB_OFFLINE`` apply), in eval mode."""
+    Hub cache and ``HF_HUB_OFFLINE`` apply), in eval mode; a model that does not read DNA is
+    refused (:func:`check_dna_vocabulary`)."""
     repo, _, revision = str(path).partition("@")
     if isinstance(path, str) and is_repo_id(repo) and not Path(path).exists():
         log.info("loading model from the Hub: %s (revision %s)", repo, revision or "main")
@@ -57,6 +95,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
         folder = find_model_folder(path)
         log.info("loading model from %s", folder)
         model = HNetForCausalLM.from_pretrained(folder, device=device)
+    check_dna_vocabulary(model, path)
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()
@@ -154,6 +193,7 @@ class PerBaseForward:
     """
 
     def __init__(self, model: HNetForCausalLM, batch_size: int = 16, amp: bool = True) -> None:
+        check_dna_vocabulary(model)
         self.model = model.eval()
         self.batch_size = batch_size
         self.device = next(model.parameters()).device

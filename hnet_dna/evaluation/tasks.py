@@ -13,8 +13,10 @@ what is wrong; nothing is dropped silently.
 
 from __future__ import annotations
 
+import csv
 import io
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,7 +86,8 @@ def read_sequence_table(path: str | os.PathLike, require: tuple[str, ...] = ("se
                         ) -> pl.DataFrame:
     """A CSV/TSV (by extension; ``.tsv``/``.txt`` = tab) with a header, all columns as text.
 
-    Checks the ``require`` columns exist and every ``sequence`` is non-empty ACGT/IUPAC.
+    Checks no column name repeats, the ``require`` columns exist and every ``sequence`` is
+    non-empty ACGT/IUPAC.
     """
     path = Path(path)
     if not path.is_file():
@@ -100,6 +103,14 @@ def read_sequence_table(path: str | os.PathLike, require: tuple[str, ...] = ("se
         line = raw[:err.start].count(b"\n") + 1
         raise TaskFormatError(f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x} at "
                               f"offset {err.start})") from None
+    # polars renames a repeated column (label -> label_duplicated_0) and reads the first: which
+    # one the user meant is unknown, so a repeated name is refused
+    end = raw.find(b"\n")
+    first = raw[: end if end >= 0 else len(raw)].decode("utf-8").rstrip("\r")
+    header = next(csv.reader([first], delimiter=sep), [])
+    for name, n in Counter(header).items():
+        if n > 1:
+            raise TaskFormatError(f"{path}:1: column {name!r} appears {n} times in the header")
     try:
         df = pl.read_csv(io.BytesIO(raw), separator=sep, infer_schema=False)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as err:

@@ -35,12 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hnet_dna.errors import InputError
+from hnet_dna.errors import InputError, OutputError
 from hnet_dna.genomics.fasta import Genome
-from hnet_dna.genomics.intervals import read_bed
+from hnet_dna.genomics.intervals import Interval, intersect, read_bed
 from hnet_dna.outputs import atomic_output
+from hnet_dna.progress import progress as progress_bar
 
 from .embeddings import Boundary, Embedder, Embedding, boundaries, write_boundaries_bed
+from .regions import DEFAULT_BLOCK_SIZE, Block, plan_blocks
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,15 @@ def bed_names(stages: int, both_strands: bool) -> list[str]:
 
 def track_outputs(prefix: str | os.PathLike, stages: int, both_strands: bool = True,
                   bigwig: bool = True) -> list[Path]:
-    """Every file :func:`write_tracks` writes for ``prefix`` (checked before any work)."""
-    prefix = str(prefix)
+    """Every file :func:`write_tracks` writes for ``prefix`` (checked before any work).
+
+    A prefix that is a folder (or ends in ``/``) is refused: its files would be hidden
+    dot-files (``DIR/.logp.fwd.bedGraph``) or land beside the folder."""
+    prefix = os.fspath(prefix)
+    if prefix.endswith(("/", os.sep)) or Path(prefix).is_dir():
+        folder = prefix.rstrip("/" + os.sep) or prefix
+        raise OutputError(f"output prefix {prefix} is a folder; give an output prefix such as "
+                          f"{os.path.join(folder, 'NAME')} (files NAME.logp.fwd.bedGraph, ...)")
     out = []
     for name in signal_names(stages, both_strands):
         out.append(Path(f"{prefix}.{name}.bedGraph"))
@@ -129,7 +138,13 @@ def runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[s
 
 
 class TrackWriter:
-    """bedGraph (and bigWig) files of the signals, written region by region in sorted order."""
+    """bedGraph (and bigWig) files of the signals, written block by block in sorted order.
+
+    A block that continues the previous one (``join``) extends the previous block's last run
+    when it starts with the same printed value, so a region done in blocks gives the lines of
+    the region done at once; the last run of each signal waits for the next block (written by
+    :meth:`finish`).
+    """
 
     def __init__(self, stack: ExitStack, prefix: str, names: Sequence[str],
                  contigs: dict[str, int], bigwig: bool = True) -> None:
@@ -137,7 +152,9 @@ class TrackWriter:
         for name in names:
             tmp = stack.enter_context(atomic_output(f"{prefix}.{name}.bedGraph"))
             self.graphs[name] = stack.enter_context(open(tmp, "w"))
-            self.graphs[name].write(f"track type=bedGraph name={Path(prefix).name}.{name}\n")
+            # quoted: a name may hold spaces (a browser splits unquoted values at them)
+            title = f"{Path(prefix).name}.{name}".replace('"', "'")
+            self.graphs[name].write(f'track type=bedGraph name="{title}"\n')
             if bigwig:
                 try:
                     import pyBigWig
@@ -150,18 +167,48 @@ class TrackWriter:
                 self.wigs[name] = bw
                 stack.callback(bw.close)  # before the rename of atomic_output
         self.lines = dict.fromkeys(names, 0)
+        self.pending: dict[str, tuple[str, int, int, str] | None] = dict.fromkeys(names)
 
-    def add(self, contig: str, offset: int, values: dict[str, np.ndarray]) -> None:
-        for name, fh in self.graphs.items():
-            starts, ends, nums, printed = runs(values[name])
-            starts, ends = starts + offset, ends + offset
-            fh.writelines(f"{contig}\t{s}\t{e}\t{t}\n"
-                          for s, e, t in zip(starts.tolist(), ends.tolist(), printed,
-                                             strict=True))
-            self.lines[name] += len(printed)
-            if name in self.wigs and len(printed):
-                self.wigs[name].addEntries([contig] * len(printed), starts.tolist(),
-                                           ends=ends.tolist(), values=nums.tolist())
+    def add(self, contig: str, offset: int, values: dict[str, np.ndarray],
+            join: bool = False) -> None:
+        """Per-base ``values`` (NaN: no value) of the bases from ``offset`` on ``contig``."""
+        for name in self.graphs:
+            starts, ends, _, printed = runs(values[name])
+            self.add_runs(name, contig, (starts + offset).tolist(), (ends + offset).tolist(),
+                          printed, join)
+
+    def add_runs(self, name: str, contig: str, starts: list[int], ends: list[int],
+                 printed: list[str], join: bool = False) -> None:
+        """Runs ``[start, end)`` of one signal with their printed values (see :func:`runs`)."""
+        items = list(zip(starts, ends, printed, strict=True))
+        pending = self.pending[name]
+        if pending is not None:
+            if join and items and pending[0] == contig and pending[2] == items[0][0] and \
+                    pending[3] == items[0][2]:
+                items[0] = (pending[1], items[0][1], items[0][2])
+            else:
+                self._write(name, pending[0], [pending[1:]])
+            self.pending[name] = None
+        if items:
+            self._write(name, contig, items[:-1])
+            self.pending[name] = (contig, *items[-1])
+
+    def finish(self) -> None:
+        """Write the runs still waiting for a next block."""
+        for name, pending in self.pending.items():
+            if pending is not None:
+                self._write(name, pending[0], [pending[1:]])
+                self.pending[name] = None
+
+    def _write(self, name: str, contig: str, items: Sequence[tuple[int, int, str]]) -> None:
+        if not items:
+            return
+        self.graphs[name].writelines(f"{contig}\t{s}\t{e}\t{t}\n" for s, e, t in items)
+        self.lines[name] += len(items)
+        if name in self.wigs:
+            self.wigs[name].addEntries([contig] * len(items), [s for s, _, _ in items],
+                                       ends=[e for _, e, _ in items],
+                                       values=[float(t) for _, _, t in items])
 
 
 def write_boundary_beds(prefix: str, bounds: Iterable[Boundary], stages: int,
@@ -174,21 +221,67 @@ def write_boundary_beds(prefix: str, bounds: Iterable[Boundary], stages: int,
             for name, items in groups.items()}
 
 
+def track_blocks(regions: Sequence[Region], selection: Sequence[Interval] | None = None,
+                 block_size: int = DEFAULT_BLOCK_SIZE) -> list[tuple[Block, Region]]:
+    """The blocks of the tracked ``regions`` (in their sorted order), each with the region it
+    belongs to: the region's bases (those in ``selection`` only, if given) cut at multiples of
+    ``block_size``. A block is computed with its region's windows, so its values are the
+    whole region's."""
+    pieces: list[tuple[str, int, int]] = []
+    parents: list[Region] = []
+    for r in regions:
+        if selection is None:
+            cuts = [(r.start, r.end)]
+        else:
+            cuts = [(iv.start, iv.end) for iv in
+                    intersect([Interval(r.contig, r.start, r.end)],
+                              [iv for iv in selection if iv.contig == r.contig])]
+        for a, b in cuts:
+            pieces.append((r.contig, a, b))
+            parents.append(r)
+    blocks = plan_blocks(pieces, block_size)
+    owner = iter(parents)  # plan_blocks starts each piece with a region_start block
+    out, parent = [], None
+    for block in blocks:
+        if block.region_start:
+            parent = next(owner)
+        out.append((block, parent))
+    return out
+
+
+def track_block(embedder: Embedder, genome: Genome, block: Block, region: Region
+                ) -> Embedding:
+    """The model's outputs on ``block``, equal to those of its whole ``region``."""
+    def fetch(a: int, b: int) -> np.ndarray:
+        return genome.fetch_encoded(region.contig, region.start + a, region.start + b)[0]
+
+    return embedder.embed_slice(f"{block.contig}:{block.start}-{block.end}", fetch,
+                                region.end - region.start, block.start - region.start,
+                                block.end - region.start)
+
+
 def write_tracks(embedder: Embedder, genome: Genome, regions: Sequence[Region], prefix: str,
-                 bigwig: bool = True) -> dict[str, int]:
-    """Run the model over ``regions`` and write every track; returns lines per output name."""
+                 bigwig: bool = True, block_size: int = DEFAULT_BLOCK_SIZE) -> dict[str, int]:
+    """Run the model over ``regions`` block by block and write every track; returns lines per
+    output name. Per-base memory is one block's (about 50 bytes per base)."""
     if not embedder.logp:
         raise ValueError("the embedder must keep log-probabilities (Embedder(logp=True))")
     stages = embedder.runner.config.num_stages
     both = embedder.strand_average
-    seqs = ((f"{r.contig}:{r.start}-{r.end}", genome.fetch_encoded(r.contig, r.start, r.end)[0])
-            for r in regions)
+    track_outputs(prefix, stages, both, bigwig)  # a folder as prefix is refused
+    blocks = track_blocks(regions, None, block_size)
     bounds: list[Boundary] = []
+    bar = progress_bar(total=sum(b.end - b.start for b, _ in blocks), unit="base", unit_scale=True,
+               desc="track", disable=not embedder.progress)
     with ExitStack() as stack:
         writer = TrackWriter(stack, prefix, signal_names(stages, both), genome.contigs, bigwig)
-        for region, emb in zip(regions, embedder.embed(seqs, len(regions)), strict=True):
-            writer.add(region.contig, region.start, signals(emb))
-            bounds += boundaries(emb, region.contig, region.start)
+        for block, region in blocks:
+            emb = track_block(embedder, genome, block, region)
+            writer.add(block.contig, block.start, signals(emb), join=not block.region_start)
+            bounds += boundaries(emb, block.contig, block.start)
+            bar.update(block.end - block.start)
+        writer.finish()
         lines = dict(writer.lines)
+    bar.close()
     lines.update(write_boundary_beds(prefix, bounds, stages, both))
     return lines

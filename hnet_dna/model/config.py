@@ -104,9 +104,21 @@ class HNetConfig:
             strings = [layout[0]] if len(layout) == 1 else [layout[0], layout[2]]
             for s in strings:
                 parse_layout_string(s)
-            d = self.stage_cfg(stage)["d_model"]
+            cfg = self.stage_cfg(stage)
+            d = cfg["d_model"]
             if stage < depth and d % 32 != 0:
                 raise ValueError(f"d_model[{stage}]={d} must be a multiple of 32 (EMA heads)")
+            kinds = {kind.lower() for s in strings for kind, _ in parse_layout_string(s)}
+            # checked here, not only when the layers are built, so that a config file's error
+            # is reported with the file's name (read_config, official_config)
+            heads = cfg["num_heads"]
+            if "t" in kinds and (heads <= 0 or d % heads != 0):
+                raise ValueError(f"d_model[{stage}]={d} must be divisible by "
+                                 f"num_heads[{stage}]={heads} (attention layers)")
+            inner, headdim = cfg["expand"] * d, cfg["headdim"]
+            if "m" in kinds and (headdim <= 0 or inner % headdim != 0):
+                raise ValueError(f"expand * d_model[{stage}] = {inner} must be divisible by "
+                                 f"ssm_cfg.headdim={headdim} (Mamba-2 layers)")
         widths = [self.stage_cfg(s)["d_model"] for s in range(depth + 1)]
         if any(b < a for a, b in zip(widths[:-1], widths[1:], strict=True)):
             raise ValueError(f"d_model must not shrink going inward, got {widths}")

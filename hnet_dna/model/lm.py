@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from hnet_dna.model import pretrained
 from hnet_dna.model.chunking import RoutingOutput
 from hnet_dna.model.config import HNetConfig
+from hnet_dna.model.files import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from hnet_dna.model.hnet import HNet, HNetCache
-from hnet_dna.model.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from hnet_dna.model.utils import accumulation_dtype
 from hnet_dna.model.weights import load_model_files
 from hnet_dna.outputs import atomic_output
@@ -205,7 +205,7 @@ class HNetForCausalLM(nn.Module):
         card = pretrained.model_card(
             self.config, self.num_parameters(), meta.get("vocabulary"), meta.get("training")
         )
-        with atomic_output(path / pretrained.CARD_NAME) as tmp:
+        with atomic_output(path / CARD_NAME) as tmp:
             tmp.write_text(card)
         return path
 

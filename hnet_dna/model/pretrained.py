@@ -23,14 +23,12 @@ from typing import Any
 
 import torch
 
+from hnet_dna._version import __version__
 from hnet_dna.model.config import FOLDER_METADATA_KEYS, HNetConfig
-from hnet_dna.model.weights import WeightsError, read_config
+from hnet_dna.model.files import CONFIG_NAME, FOLDER_FILES, WEIGHTS_NAME
+from hnet_dna.model.weights import WeightsError, check_finite, read_config, read_config_json
 
 MODEL_TYPE = "hnet_dna"
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-FOLDER_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
 
 # The official ByteTokenizer (hnet/utils/tokenizers.py): ids 0-255 are UTF-8 bytes, with BOS and
 # EOS taking the two byte values that never occur in UTF-8 text.
@@ -70,8 +68,6 @@ def folder_config(
     training: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``config.json`` of a model folder: metadata first, then the ``HNetConfig`` fields."""
-    from hnet_dna import __version__
-
     out: dict[str, Any] = {"model_type": MODEL_TYPE, "hnet_dna_version": __version__}
     if vocabulary is not None:
         out["vocabulary"] = check_vocabulary(vocabulary, config.vocab_size)
@@ -83,10 +79,7 @@ def folder_config(
 def read_folder_config(folder: Path) -> tuple[HNetConfig, dict[str, Any]]:
     """(model config, metadata) from ``folder/config.json``; older folders have no metadata."""
     path = folder / CONFIG_NAME
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise WeightsError(f"{path}: not a JSON model config ({err})") from None
+    data = read_config_json(path)
     model_type = data.get("model_type", MODEL_TYPE)
     if model_type != MODEL_TYPE:
         raise WeightsError(
@@ -105,8 +98,6 @@ def model_card(
     training: Mapping[str, Any] | None,
 ) -> str:
     """Markdown model card (Hub front matter + architecture, vocabulary, data and metrics)."""
-    from hnet_dna import __version__
-
     front = ["---", "library_name: hnet-dna", "tags:", "- h-net", "- dynamic-chunking"]
     if vocabulary and vocabulary.get("name") == "dna":
         front += ["- dna", "- genomics"]
@@ -290,17 +281,27 @@ def official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as err:  # UnpicklingError and friends: say which file and why
+    except Exception as err:  # UnpicklingError and friends: say which file and why, in one line
         raise ValueError(
             f"{path}: not a torch state dict loadable with weights_only=True "
-            f"({type(err).__name__}: {err})"
-        ) from err
+            f"({type(err).__name__}: {_torch_load_reason(err)})"
+        ) from None
     if not isinstance(state, Mapping):
         raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(state)}")
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise ValueError(f"{path}: entries that are not tensors: {not_tensors[:5]}")
+    check_finite(state, path)  # refused here, not after conversion by from_pretrained
     return dict(state)
+
+
+def _torch_load_reason(err: Exception) -> str:
+    """What torch.load refused, without its advice to retry with ``weights_only=False`` (which
+    would run the pickle's code): the ``WeightsUnpickler error`` sentence, else the first line."""
+    text = str(err)
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)", text, re.DOTALL)
+    reason = found.group(1) if found else text.strip().splitlines()[0] if text.strip() else ""
+    return " ".join(reason.split())
 
 
 def check_state_keys(expected: Mapping[str, torch.Tensor], state: Mapping[str, Any], source: str):

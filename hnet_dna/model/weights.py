@@ -4,7 +4,8 @@ safetensors has no checksum, so a damaged file either fails to parse (a corrupt,
 zeroed header) or, worse, parses and carries garbage values (a flipped block in the data).
 Before a model is built, the shapes the config asks for are compared with those the file holds
 (a wrong or hand-edited config would otherwise allocate far more memory than the file could
-fill); after loading, every tensor is checked for NaN/inf. Each problem is an
+fill); after loading, every tensor is checked for non-finite values (NaN/inf: a diverged run
+or a damaged file). Each problem is an
 :class:`~hnet_dna.errors.InputError` naming the file (and tensor), not a traceback.
 """
 
@@ -21,23 +22,38 @@ from safetensors.torch import load_file
 
 from hnet_dna.errors import InputError
 from hnet_dna.model.config import HNetConfig
+from hnet_dna.model.files import CONFIG_NAME, WEIGHTS_NAME
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["WeightsError", "check_finite", "load_model_files", "read_config", "tensor_shapes"]
+__all__ = [
+    "WeightsError", "check_finite", "load_model_files", "read_config", "read_config_json",
+    "tensor_shapes",
+]
 
 
 class WeightsError(InputError):
     """A model folder whose config or weights cannot be used; the message names the file."""
 
 
-def read_config(path: Path) -> HNetConfig:
-    """``config.json`` as an :class:`HNetConfig`; unreadable or invalid -> :class:`WeightsError`."""
+def read_config_json(path: Path) -> dict:
+    """The JSON object in a model folder's ``config.json``; else :class:`WeightsError`."""
     try:
-        return HNetConfig.from_dict(json.loads(path.read_bytes().decode("utf-8")))
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise WeightsError(f"{path}: not a JSON model config ({err})") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: a model config must be a JSON object of HNetConfig "
+                           f"fields, got a JSON {type(data).__name__}")
+    return data
+
+
+def read_config(path: Path) -> HNetConfig:
+    """``config.json`` as an :class:`HNetConfig`; unreadable or invalid -> :class:`WeightsError`."""
+    data = read_config_json(path)
+    try:
+        return HNetConfig.from_dict(data)
     except (TypeError, ValueError, KeyError) as err:
         raise WeightsError(f"{path}: invalid model config: {err}") from None
 
@@ -70,9 +86,9 @@ def check_finite(state: dict[str, torch.Tensor], path: Path | str) -> None:
             if not bool(finite.all()):
                 bad = int(finite.numel() - finite.sum())
                 raise WeightsError(
-                    f"{path}: tensor {name!r} holds {bad:,} NaN/inf value(s) of {tensor.numel():,}"
-                    "; the file is damaged (safetensors has no checksum): restore it or use "
-                    "another checkpoint")
+                    f"{path}: tensor {name!r} holds {bad:,} non-finite value(s) (NaN/inf) of "
+                    f"{tensor.numel():,}; a model with them computes nothing usable: use another "
+                    "checkpoint")
 
 
 def load_model_files(
@@ -85,8 +101,6 @@ def load_model_files(
     config would need more parameters than the file holds or a shared tensor's shape differs),
     and NaN/inf values in any tensor.
     """
-    from hnet_dna.model.lm import CONFIG_NAME, WEIGHTS_NAME  # lm imports this module
-
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     config = read_config(config_path)
     stored = tensor_shapes(weights_path)

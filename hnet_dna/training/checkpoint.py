@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from hnet_dna.errors import InputError
-from hnet_dna.model.lm import CONFIG_NAME, WEIGHTS_NAME
+from hnet_dna.model.files import CONFIG_NAME, WEIGHTS_NAME
 
 CHECKPOINTS_DIR = "checkpoints"  # inside a run folder
 TRAINING_STATE_NAME = "training_state.pt"

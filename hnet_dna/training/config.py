@@ -80,6 +80,9 @@ class TrainerConfig:
     threads: int | None = None
     baselines: bool = True  # Markov reference numbers on the held-out bases at the end
     markov_order: int = 8
+    # Mb of training windows the baselines are fitted on: all of a smaller training split, else
+    # this many spread evenly over it (the fit runs at a few Mb/s: seconds at any genome size)
+    markov_fit_mb: float = 8.0
     # Resume even when the data settings that fix the training stream and the held-out set
     # (data section, seed, grad_accum, eval_max_batches) differ from the run folder's (logged).
     allow_data_change: bool = False

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
+import numpy as np
 import torch
 
 from hnet_dna.genomics.alphabet import DNA_VOCAB, Vocabulary
 from hnet_dna.genomics.corpora import Corpus, load_corpus
+from hnet_dna.genomics.intervals import Interval
 from hnet_dna.genomics.loader import WindowLoader
+from hnet_dna.genomics.windows import WindowDataset
 from hnet_dna.training.config import DataConfig
 
 
@@ -55,8 +59,34 @@ def eval_batches(
     return lambda: WindowLoader(dataset, cfg.eval_batch_size)
 
 
-def split_windows(corpus: Corpus, split: str, window: int) -> Iterator[torch.Tensor]:
-    """Token rows of a split tiled into windows, unsharded (for the Markov baselines)."""
-    dataset = corpus.windows(split, window, mode="tile", rank=0, world_size=1)
-    for item in dataset:
-        yield item["tokens"]
+def split_windows(corpus: Corpus, split: str, window: int, max_bases: int | None = None
+                  ) -> tuple[Iterator[torch.Tensor], int, int]:
+    """Token rows of a split tiled into windows, unsharded (for the Markov baselines), with the
+    bases they cover and the bases of the split.
+
+    With ``max_bases`` below the split's size, ``max_bases // window`` tiles spread evenly over
+    the whole split (every genome and contig in proportion to its length) instead of all.
+    """
+    regions = corpus.regions(split)
+    tiles = [(g, iv, -(-len(iv) // window)) for g, ivs in regions for iv in ivs]
+    split_bases = sum(len(iv) for _, iv, _ in tiles)
+    if max_bases is not None and split_bases > max_bases:
+        regions = _even_tiles(tiles, window, max(max_bases // window, 1))
+    dataset = WindowDataset(regions, window, mode="tile", rank=0, world_size=1,
+                            vocab=corpus.vocab)
+    bases = sum(len(iv) for _, ivs in regions for iv in ivs)
+    return (item["tokens"] for item in dataset), bases, split_bases
+
+
+def _even_tiles(tiles: list, window: int, count: int) -> list[tuple[Any, list[Interval]]]:
+    """``count`` of the tiles (``(genome, interval, tiles in it)``), evenly spaced, as regions."""
+    ends = np.cumsum([n for _, _, n in tiles])
+    picks = np.arange(count, dtype=np.int64) * int(ends[-1]) // count
+    which = np.searchsorted(ends, picks, side="right")
+    chosen: dict[str, tuple[Any, list[Interval]]] = {}
+    for k, j in zip(picks.tolist(), which.tolist(), strict=True):
+        genome, iv, n = tiles[j]
+        start = iv.start + (k - int(ends[j]) + n) * window
+        chosen.setdefault(genome.name, (genome, []))[1].append(
+            Interval(iv.contig, start, min(start + window, iv.end)))
+    return list(chosen.values())

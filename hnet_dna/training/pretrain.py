@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -225,36 +226,48 @@ def run_pretrain(cfg: PretrainConfig, model_cfg: HNetConfig, run_dir: str | Path
                      model.num_parameters() / 1e6, [round(m, 3) for m in trainer.lr_multipliers])
         final = trainer.fit()
         baselines: dict[int, float] = {}
+        fit: tuple[int, int] | None = None
         if env.is_main:
             if cfg.trainer.baselines:
-                baselines = markov_baselines(corpus, cfg, trainer)
+                baselines, fit = markov_baselines(corpus, cfg, trainer)
             plot_metrics(run_dir)
-            print(summary(run_dir, trainer, final, baselines))
+            print(summary(run_dir, trainer, final, baselines, fit))
         return {"final": final, "baselines": baselines, "run_dir": str(run_dir)}
     finally:
         shutdown_distributed()
 
 
-def markov_baselines(corpus: Any, cfg: PretrainConfig, trainer: Trainer) -> dict[int, float]:
-    """Order-k Markov bits per base on the tiled held-out windows the model is scored on.
+def markov_baselines(corpus: Any, cfg: PretrainConfig, trainer: Trainer
+                     ) -> tuple[dict[int, float], tuple[int, int]]:
+    """Order-k Markov bits per base on the tiled held-out windows the model is scored on, and
+    ``(bases fitted on, bases of the training split)``.
 
-    Fitted on the training split tiled into windows of the same length. With
-    ``trainer.eval_max_batches`` set, the same first batches are used (identical windows when
-    single-process; with several ranks the model sees each rank's first batches instead).
+    Fitted on the training split tiled into windows of the same length: all of it up to
+    ``trainer.markov_fit_mb``, else that many Mb of tiles spread evenly over it, so the fit
+    costs seconds at any genome size. With ``trainer.eval_max_batches`` set, the same first
+    held-out batches are used (identical windows when single-process; with several ranks the
+    model sees each rank's first batches instead).
     """
     window = cfg.data.context_length
-    train = (t.numpy() for t in data_mod.split_windows(corpus, cfg.data.train_split, window))
+    t0 = time.perf_counter()
+    rows, fitted, split_bases = data_mod.split_windows(
+        corpus, cfg.data.train_split, window, int(cfg.trainer.markov_fit_mb * 1e6))
+    train = (t.numpy() for t in rows)
     limit = cfg.trainer.eval_max_batches
     batches = data_mod.eval_batches(corpus, cfg.data, sharded=False)()
     held_out = (row.numpy() for b in itertools.islice(batches, limit) for row in b["tokens"])
     results = markov_bits_per_base(train, held_out, range(cfg.trainer.markov_order + 1))
     for order, bpb in results.items():
-        trainer.log_metrics("baseline", {"name": f"markov-{order}", "order": order, "bpb": bpb})
-    return results
+        trainer.log_metrics("baseline", {"name": f"markov-{order}", "order": order, "bpb": bpb,
+                                         "fit_bases": fitted, "train_bases": split_bases})
+    log.info("Markov baselines: fitted on %.2f of %.2f Mb of training windows, %.1f s",
+             fitted / 1e6, split_bases / 1e6, time.perf_counter() - t0)
+    return results, (fitted, split_bases)
 
 
 def summary(
-    run_dir: Path, trainer: Trainer, final: dict[str, float], baselines: dict[int, float]
+    run_dir: Path, trainer: Trainer, final: dict[str, float], baselines: dict[int, float],
+    fit: tuple[int, int] | None = None,
 ) -> str:
     lines = [f"run folder: {run_dir}"]
     if final:
@@ -264,9 +277,14 @@ def summary(
         )
     if baselines:
         best = min(baselines, key=baselines.get)
+        fitted = ""
+        if fit is not None:
+            share = "all" if fit[0] >= fit[1] else "an even sample"
+            fitted = (f" (fitted on {fit[0] / 1e6:.2f} Mb of training windows, {share} of the "
+                      f"{fit[1] / 1e6:.2f} Mb split; trainer.markov_fit_mb)")
         lines.append(
             f"Markov baselines on the same bases: order 0 {baselines[0]:.4f}, "
-            f"best order {best} {baselines[best]:.4f}"
+            f"best order {best} {baselines[best]:.4f}{fitted}"
         )
     if trainer.last_checkpoint is not None:
         lines.append(f"checkpoint: {trainer.last_checkpoint} (HNetForCausalLM.from_pretrained)")

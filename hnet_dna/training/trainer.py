@@ -464,6 +464,7 @@ def heldout_evaluator(
             autocast=trainer.autocast,
             max_batches=trainer.cfg.eval_max_batches,
             lockstep=fsdp,
+            bound="trainer.eval_max_batches",
         )
 
     return evaluate

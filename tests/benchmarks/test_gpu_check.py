@@ -40,6 +40,17 @@ def test_cpu_run_skips_every_gpu_section_with_its_reason(tmp_path):
     assert "No GPU on `cpu`" in md
 
 
+def test_each_section_module_is_registered_with_its_time_share():
+    """A section is a module of benchmarks/gpu/ (run, NEEDS_S, summary) listed in
+    gpu_check.SECTION_MODULES, with its share in Plan.shares; one left out would never run."""
+    folder = Path(gpu_check.__file__).parent / "gpu"
+    sections = {p.stem for p in folder.glob("*.py")} - {"__init__", "context", "results"}
+    assert [name for name, _, _ in gpu_check.SECTIONS] == ["environment", *GPU_SECTIONS]
+    assert set(GPU_SECTIONS) | {"environment"} == sections
+    assert list(gpu_check.SUMMARIES) == list(GPU_SECTIONS)
+    assert set(gpu_check.Plan.make(False).shares) == set(GPU_SECTIONS)
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("smoke")

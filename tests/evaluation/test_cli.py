@@ -144,12 +144,11 @@ def test_version_and_usage(capsys):
     assert main([]) == 0 and "track" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["_embed_parser", "_track_parser", "_score_parser",
-                                  "_probe_parser"])
+@pytest.mark.parametrize("name", ["embed", "track", "score_variants", "probe"])
 def test_every_option_has_help_and_shows_its_default(name):
-    from hnet_dna.evaluation import cli
+    import importlib
 
-    parser = getattr(cli, name)()
+    parser = importlib.import_module(f"hnet_dna.evaluation.commands.{name}").build_parser()
     text = parser.format_help()
     for action in parser._actions:
         assert action.help, f"{name}: {action.option_strings} has no help"
@@ -392,3 +391,139 @@ def test_model_from_hub_cache_by_name_and_revision(saved_model, fasta_copy, tmp_
                       ) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'org/missing'" in err[0] and "Hugging Face Hub" in err[0]
+
+
+# ---------------------------------------------------------------------------- model matches input
+BYTE_VOCABULARY = {"name": "utf8_bytes", "tokens": {"BOS": 254, "EOS": 255}}
+
+
+@pytest.fixture(scope="module")
+def byte_model(tmp_path_factory):
+    """What convert-official makes of an official text H-Net: 256 tokens, UTF-8 bytes."""
+    from eval_data import tiny_config
+
+    from hnet_dna.model.lm import HNetForCausalLM
+
+    config = tiny_config(1)
+    config.vocab_size = 256
+    torch.manual_seed(0)
+    model = HNetForCausalLM(config)
+    model.init_weights()
+    return model.save_pretrained(tmp_path_factory.mktemp("bytes") / "m",
+                                 vocabulary=BYTE_VOCABULARY)
+
+
+def _dna_commands(model, fasta, tmp_path):
+    from hnet_dna.evaluation.cli import main_track
+
+    bed = tmp_path / "r.bed"
+    bed.write_text("z\t100\t180\n")
+    table = tmp_path / "s.csv"
+    table.write_text("name,sequence\na,ACGTACGTAA\n")
+    vcf = tmp_path / "in.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+    task = _write_task(tmp_path / "task", splits=(("train", 10), ("test", 6)))
+    out = tmp_path / "out"
+    common = ["--model", str(model), "--no-progress"]
+    return {
+        "embed": (main_embed, [*common, "--sequences", str(table), "--out", str(out / "e.npy")]),
+        "track": (main_track, [*common, "--fasta", str(fasta), "--bed", str(bed),
+                               "--out", str(out / "t")]),
+        "score-variants": (main_score_variants, [*common, "--fasta", str(fasta),
+                                                 "--vcf", str(vcf), "--out", str(out / "v")]),
+        "probe": (main_probe, [*common, "--task", f"csv:{task}", "--kmer-k", "2",
+                               "--out", str(out / "p.parquet")]),
+    }
+
+
+@pytest.mark.parametrize("command", ["embed", "track", "score-variants", "probe"])
+def test_every_dna_command_refuses_a_byte_vocabulary_model(byte_model, fasta_copy, tmp_path,
+                                                           capsys, command):
+    main, args = _dna_commands(byte_model, fasta_copy, tmp_path)[command]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {byte_model}: ")
+    assert "vocabulary 'utf8_bytes' (256 tokens) is not the DNA vocabulary" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_dna_runner_refuses_a_model_of_another_vocabulary(byte_model):
+    from hnet_dna.errors import InputError
+    from hnet_dna.evaluation.runner import PerBaseForward
+    from hnet_dna.model.lm import HNetForCausalLM
+
+    model = HNetForCausalLM.from_pretrained(byte_model)
+    with pytest.raises(InputError, match="vocabulary 'utf8_bytes' .* is not the DNA vocabulary"):
+        PerBaseForward(model)
+    # a DNA name with other ids, and an unnamed table of another size, are refused too
+    model.vocabulary = {"name": "dna", "tokens": {"A": 65, "C": 67, "G": 71, "T": 84}}
+    with pytest.raises(InputError, match="A=65"):
+        PerBaseForward(model)
+    model.vocabulary = None
+    with pytest.raises(InputError, match="records no vocabulary and has 256 tokens"):
+        PerBaseForward(model)
+    # a DNA model passes: recorded (what the trainer writes) or, in older folders, not recorded
+    from eval_data import tiny_model
+
+    from hnet_dna.genomics.alphabet import DNA_VOCAB
+
+    dna = tiny_model(1)
+    assert dna.vocabulary is None and PerBaseForward(dna).model is dna
+    dna.vocabulary = DNA_VOCAB.for_model_folder()
+    assert PerBaseForward(dna).model is dna
+
+
+def test_config_json_that_is_a_list_is_one_line_exit_2(saved_model, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(saved_model, model)
+    (model / "config.json").write_text("[1, 2, 3]\n")
+    main, args = _dna_commands(model, None, tmp_path)["embed"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{model / 'config.json'}: " in err and "JSON object" in err
+
+
+# ---------------------------------------------------------------------------- probe options
+def test_probe_same_task_twice_is_refused(tmp_path, capsys):
+    task = _write_task(tmp_path / "t")
+    for second in (f"csv:{task}", str(task), f"csv:{task}/"):
+        with pytest.raises(SystemExit) as exc:
+            main_probe(["--task", f"csv:{task}", "--task", second, "--kmer-k", "2",
+                        "--no-progress"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"--task {second}" in err and "same task" in err
+    # two tasks of the same name would be merged in the summary
+    other = _write_task(tmp_path / "other" / "t", seed=1)
+    with pytest.raises(SystemExit):
+        main_probe(["--task", f"csv:{task}", "--task", f"csv:{other}", "--kmer-k", "2",
+                    "--no-progress"])
+    assert "both named 't'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--max-per-class", "5"], ["--task-window", "100"],
+                                    ["--fasta", "g.fa"], ["--gff", "g.gff"], ["--block", "10"]])
+def test_probe_build_options_without_a_build_task_are_refused(tmp_path, capsys, monkeypatch,
+                                                              option):
+    _write_task(tmp_path / "GUE" / "H3")
+    monkeypatch.setenv("HNET_DNA_TASK_ROOT", str(tmp_path))
+    with pytest.raises(SystemExit) as exc:
+        main_probe(["--task", "gue:H3", "--kmer-k", "2", "--no-progress", *option])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{option[0]} only applies to build:KIND tasks" in err
+
+
+@pytest.mark.parametrize("column", ["label", "sequence"])
+def test_probe_csv_with_a_duplicated_column_is_refused(tmp_path, capsys, column):
+    task = _write_task(tmp_path / "t")
+    train = task / "train.csv"
+    lines = train.read_text().splitlines()
+    extra = "0" if column == "label" else "ACGT"
+    train.write_text("\n".join([lines[0] + f",{column}"] + [x + f",{extra}" for x in lines[1:]])
+                     + "\n")
+    assert main_probe(["--task", f"csv:{task}", "--kmer-k", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {train}:1: column {column!r} appears 2 times in the header\n"

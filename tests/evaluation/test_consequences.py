@@ -89,8 +89,14 @@ def test_indels_and_non_coding(yeast, models, ann):
     t = _gene(models, "+")
     s = t.segments[0][0]
     anchor = yeast.fetch(t.contig, s + 30, s + 31).upper()
-    assert ann.annotate(t.contig, s + 30, anchor, anchor + "A") == "frameshift_variant"
-    assert ann.annotate(t.contig, s + 30, anchor, anchor + "AAA") == "inframe_insertion"
+    # T|AC -> TA|AC: the shifted frame reads TAA at once: VEP adds stop_gained (more severe)
+    assert ann.terms(t.contig, s + 30, anchor, anchor + "A") == {"frameshift_variant",
+                                                                 "stop_gained"}
+    assert ann.annotate(t.contig, s + 30, anchor, anchor + "C") == "frameshift_variant"
+    # TAC -> T+AAA+AC: an in-frame stop (VEP: stop_gained, not inframe_insertion)
+    assert ann.annotate(t.contig, s + 30, anchor, anchor + "AAA") == "stop_gained"
+    before = yeast.fetch(t.contig, s + 29, s + 30).upper()  # a codon boundary
+    assert ann.annotate(t.contig, s + 29, before, before + "GCC") == "inframe_insertion"
     ref = yeast.fetch(t.contig, s + 30, s + 34).upper()
     assert ann.annotate(t.contig, s + 30, ref, ref[0]) == "inframe_deletion"
     assert ann.annotate(t.contig, s + 30, ref[:2], ref[0]) == "frameshift_variant"
@@ -124,12 +130,16 @@ def test_spliced_minus_strand_gene(tmp_path):
     lys_third = pos_of[8]
     ref = g.fetch("c", lys_third, lys_third + 1)
     assert ref == "T"
-    assert ann.annotate("c", lys_third, "T", "C") == "synonymous_variant"  # AAA -> AAG
+    # AAA -> AAG, in the 3 exonic bases beside the intron: splice region is more severe
+    assert ann.terms("c", lys_third, "T", "C") == {"synonymous_variant",
+                                                   "splice_region_variant"}
     assert ann.annotate("c", pos_of[6], "T", "C") == "missense_variant"  # AAA -> GAA
     assert ann.annotate("c", pos_of[9], "A", "C") == "stop_lost"  # TAA -> GAA
     assert ann.annotate("c", pos_of[6], "T", "A") == "stop_gained"  # AAA -> TAA
     assert ann.annotate("c", pos_of[1], "A", "G") == "start_lost"  # ATG -> ACG
-    mid_intron = e2[1] + 5
+    assert ann.annotate("c", e2[1] + 5, g.fetch("c", e2[1] + 5, e2[1] + 6), "G") \
+        == "splice_region_variant"  # 6th intronic base from the 3' exon (minus strand)
+    mid_intron = e2[1] + 8
     assert ann.annotate("c", mid_intron, g.fetch("c", mid_intron, mid_intron + 1), "G") \
         == "intron_variant"
     assert ann.annotate("c", 2, "C", "G") == "sequence_variant"  # before the CDS span

@@ -93,8 +93,10 @@ def test_a_cds_with_two_parents_belongs_to_both(tmp_path):
     ann = ConsequenceAnnotator(g, list(models.values()))
     # A of codon 2 -> T: AAA -> TAA is stop_gained in both transcripts
     assert ann.annotate("chr1", s1 + 3, "A", "T") == "stop_gained"
-    # GGG -> GGA only in tx,a (synonymous); tx2 is intronic there
-    assert ann.annotate("chr1", s2a + 2, "G", "A") == "synonymous_variant"
+    # GGG -> GGA only in tx,a (synonymous, 3rd exonic base after the intron: splice region);
+    # tx2 is intronic there
+    assert ann.terms("chr1", s2a + 2, "G", "A") == {"synonymous_variant",
+                                                    "splice_region_variant", "intron_variant"}
     assert ann.annotate("chr1", s2b, "T", "C") == "stop_lost"  # TGA -> CGA in tx2
     assert ann.annotate("chr1", 0, "C", "A") == "sequence_variant"
 
@@ -131,3 +133,13 @@ def test_score_variants_reports_so_terms_from_a_gtf(yeast, model1, tmp_path):
     assert summary.table["consequence"].to_list() == ["start_lost", "frameshift_variant"]
     text = (tmp_path / "o.vcf").read_text()
     assert "HNET_CSQ=start_lost" in text and "HNET_CSQ=frameshift_variant" in text
+
+
+def test_a_gtf_value_may_hold_a_semicolon(tmp_path):
+    # NCBI's GTFs quote notes with ';' inside ("... (NAC001); FUNCTIONS IN: ...")
+    path = tmp_path / "x.gtf"
+    path.write_text('c\tx\tCDS\t1\t9\t.\t+\t0\tgene_id "g1"; transcript_id "t1"; '
+                    'note "NAC domain (NAC001); FUNCTIONS IN: binding"; exon_number 2;\n')
+    ((_, _, attrs),) = list(iter_gff(path))
+    assert attrs["note"] == "NAC domain (NAC001); FUNCTIONS IN: binding"
+    assert attrs["Parent"] == "t1" and attrs["exon_number"] == "2"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -263,3 +264,43 @@ def test_saturation_checks_all_three_outputs(saved_model, tmp_path, capsys):
     assert main_score_variants(args) == 2  # the sites VCF exists: refused before any work
     assert "sat.sites.vcf already exists" in capsys.readouterr().err
     assert not (tmp_path / "sat.parquet").exists()
+
+
+# ------------------------------------------------------------------ full disk, parquet writer
+def test_parquet_writer_on_a_full_disk_is_one_line_exit_2(saved_model, fasta, chr20, tmp_path,
+                                                          monkeypatch, capsys):
+    """polars reports ENOSPC as ComputeError("parquet: File out of specification: ... (os
+    error 28)") (seen on a full tmpfs): one line naming the table, exit 2, nothing left."""
+    vcf = tmp_path / "in.vcf"
+    vcf.write_text(HEADER + _records(chr20))
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def full(self, file, *args, **kwargs):
+        Path(file).write_bytes(b"PAR1")  # the writer got partway
+        raise pl.exceptions.ComputeError(
+            "parquet: File out of specification: underlying IO error: No space left on device "
+            "(os error 28)")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
+    assert _run(saved_model, fasta, vcf, out / "o.vcf.gz") == 2
+    assert capsys.readouterr().err == f"error: disk full while writing {out / 'o.parquet'}\n"
+    assert list(out.iterdir()) == []
+
+
+def test_free_space_estimate_covers_the_table(saved_model, fasta, chr20, tmp_path, monkeypatch,
+                                              capsys):
+    from hnet_dna import outputs
+
+    vcf = tmp_path / "in.vcf"
+    vcf.write_text(HEADER + _records(chr20))
+    out = tmp_path / "out"
+    out.mkdir()
+    real = outputs.shutil.disk_usage
+    monkeypatch.setattr(outputs.shutil, "disk_usage",
+                        lambda p: real(p)._replace(free=len(HEADER) + 100))
+    assert _run(saved_model, fasta, vcf, out / "o.vcf.gz") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: not enough free space for outputs starting with ")
+    assert "o.parquet" in err and err.count("\n") == 1
+    assert list(out.iterdir()) == []

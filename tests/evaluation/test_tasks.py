@@ -212,3 +212,11 @@ def test_exon_shared_by_two_transcripts_gives_both_introns(tmp_path):
                      fractions={"train": 1.0}).splits["train"]
     positives = [s for s, label in zip(acc.sequences, acc.labels, strict=True) if label == 1]
     assert len(positives) == 2 and all(s[19:21] == "AG" for s in positives)
+
+
+def test_duplicated_header_column_names_file_and_column(tmp_path):
+    table = tmp_path / "s.tsv"
+    table.write_text("name\tsequence\tsequence\na\tACGT\tTTTT\n")
+    with pytest.raises(TaskFormatError, match=re.escape(
+            f"{table}:1: column 'sequence' appears 2 times in the header")):
+        read_sequence_table(table)

@@ -144,3 +144,69 @@ def test_track_refuses_outputs_before_running(tracked, capsys):
                        str(bed_named_like_output), "--out", str(tmp / "u"), "--overwrite"]) == 2
     assert "is the input file" in capsys.readouterr().err
     assert bed_named_like_output.read_text() == "z\t100\t200\n"
+
+
+def test_track_out_that_is_a_folder_is_refused(tracked, capsys, tmp_path):
+    tmp, _, _ = tracked
+    common = ["--model", str(tmp / "m"), "--fasta", str(tmp / "ref.fa"), "--bed",
+              str(tmp / "r.bed"), "--no-progress"]
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for out in (f"{folder}/", str(folder), f"{tmp_path / 'new'}/"):
+        assert main_track([*common, "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is a folder; give an output prefix" in err, err
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_track_name_with_a_space_is_quoted(tracked, tmp_path):
+    tmp, _, _ = tracked
+    out = tmp_path / "my run" / "chr z"
+    assert main_track(["--model", str(tmp / "m"), "--fasta", str(tmp / "ref.fa"), "--bed",
+                       str(tmp / "r.bed"), "--out", str(out), "--forward-only", "--no-bigwig",
+                       "--no-progress"]) == 0
+    first = (tmp_path / "my run" / "chr z.logp.fwd.bedGraph").read_text().splitlines()[0]
+    assert first == 'track type=bedGraph name="chr z.logp.fwd"'
+
+
+def test_sigterm_during_track_leaves_no_temporaries(tracked, tmp_path):
+    """What a batch scheduler sends: the hidden temporaries (bedGraphs, bigWig stubs) are
+    removed as on Ctrl-C, and the exit status is 128 + SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmp, _, _ = tracked
+    ready = tmp_path / "ready"
+    out = tmp_path / "out"
+    out.mkdir()
+    code = f"""
+import pathlib, sys, time
+from hnet_dna.evaluation import tracks
+from hnet_dna.evaluation.cli import main_track
+
+def add(self, *args, **kwargs):  # every output is open: wait to be terminated
+    pathlib.Path({str(ready)!r}).write_text("open")
+    time.sleep(120)
+
+tracks.TrackWriter.add = add
+sys.exit(main_track(["--model", {str(tmp / "m")!r}, "--fasta", {str(tmp / "ref.fa")!r},
+                     "--bed", {str(tmp / "r.bed")!r}, "--out", {str(out / "t")!r},
+                     "--no-progress"]))
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), proc.stderr.read() if proc.poll() is not None else "timeout"
+        assert any(p.name.startswith(".t.") for p in out.iterdir())  # temporaries exist
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert list(out.iterdir()) == []

@@ -24,9 +24,9 @@ RANGES = [(0, 1), (0, 60), (59, 61), (1000, 5000), (117_000, 117_777), (229_000,
           (5, 5), (64_387, 64_400), (128_849, 130_000), (64_300, 64_387)]
 
 
-@pytest.mark.parametrize("backend", ["pysam", "pyfaidx", "memory"])
-def test_backends_match_pysam_on_bgzip_yeast(backend, scer_seq):
-    g = Genome(SCER, backend=backend)
+@pytest.mark.parametrize("backend", ["mmap", "pysam", "pyfaidx", "memory"])
+def test_backends_match_pysam_on_bgzip_yeast(backend, scer_seq, tmp_path):
+    g = Genome(SCER, backend=backend, index_dir=tmp_path)  # mmap: prepared into tmp_path
     assert g.backend == backend
     assert g.contigs == {SCER_CONTIG: 230_218}
     assert g.name == "ScerR64_I_GCF_000146045.2_R64_genomic"
@@ -46,16 +46,23 @@ def test_auto_backend_by_compression_and_size(tmp_path, scer_seq, monkeypatch):
     gz = tmp_path / "scer.fa.gz"
     gz.write_bytes(gzip.compress(plain.read_bytes()))
     assert not is_bgzf(gz)
-    assert Genome(SCER).backend == Genome(plain).backend == "memory"  # small: held in memory
+    assert Genome(SCER).backend == "memory"  # small bgzip: held in memory
+    assert Genome(plain).backend == "mmap"  # uncompressed: read through the page cache
     monkeypatch.setattr(fasta, "AUTO_MEMORY_MAX_BYTES", 1000)
-    assert Genome(SCER).backend == Genome(plain).backend == "pysam"
+    assert Genome(SCER).backend == "pysam"
     g = Genome(gz)
-    assert g.backend == "memory"  # faidx cannot seek in plain gzip
+    assert g.backend == "memory"  # small plain gzip: held in memory, not prepared
+    assert g.fetch(SCER_CONTIG, 0, len(scer_seq)) == scer_seq
+    monkeypatch.setattr(fasta, "AUTO_PREPARE_MIN_BYTES", 1000)
+    g = Genome(gz)
+    assert g.backend == "mmap"  # large plain gzip: prepared once, beside it
+    assert g._data == tmp_path / "scer.fa.gz.prepared.fa"
     assert g.fetch(SCER_CONTIG, 0, len(scer_seq)) == scer_seq
     with pytest.raises(SequenceFormatError, match=re.escape(
             f"{gz}: backend 'pysam' needs an indexable FASTA, this file is plain gzip, which "
             f"cannot be indexed; recompress it: `gunzip -c {gz} | bgzip > {tmp_path}/scer.fa.bgz`"
-            " (bgzip ships with htslib); or use backend='memory' (reads the file sequentially)")):
+            f" (bgzip ships with htslib); or prepare it once (`hnet-dna prepare {gz}`, "
+            "backend='mmap'), or use backend='memory' (reads the file sequentially)")):
         Genome(gz, backend="pysam")
 
 
@@ -100,7 +107,7 @@ def test_stale_index_is_rebuilt(tmp_path):
     assert Genome(fa, backend="pysam").contigs == {"y": 8}
 
 
-@pytest.mark.parametrize("backend", ["pysam", "pyfaidx", "memory"])
+@pytest.mark.parametrize("backend", ["mmap", "pysam", "pyfaidx", "memory"])
 def test_invalid_base_names_file_record_position(tmp_path, backend):
     fa = tmp_path / "bad.fa"
     fa.write_text(">ok\nACGTACGTAC\n>chr2 has a typo\nACGTACGTAC\nACGTAXGTAC\nAC\n")
@@ -113,9 +120,9 @@ def test_invalid_base_names_file_record_position(tmp_path, backend):
         g.fetch_encoded("chr2", 12, 22)
 
 
-@pytest.mark.parametrize("backend", ["pysam", "pyfaidx", "memory"])
-def test_out_of_range_and_unknown_record(backend):
-    g = Genome(SCER, backend=backend)
+@pytest.mark.parametrize("backend", ["mmap", "pysam", "pyfaidx", "memory"])
+def test_out_of_range_and_unknown_record(backend, tmp_path):
+    g = Genome(SCER, backend=backend, index_dir=tmp_path)
     with pytest.raises(IndexError, match=re.escape(
             f"{SCER}: range {SCER_CONTIG}:230000-230300 outside record of length 230218")):
         g.fetch(SCER_CONTIG, 230_000, 230_300)  # htslib alone would silently truncate
@@ -189,9 +196,9 @@ def _fetch_in_child(genome, queue):
                genome.fetch(SCER_CONTIG, 68_700, 68_900), genome._handle_pid == os.getpid()))
 
 
-@pytest.mark.parametrize("backend", ["pysam", "pyfaidx"])
-def test_forked_process_reopens_the_handle(backend, scer_seq):
-    g = Genome(SCER, backend=backend)
+@pytest.mark.parametrize("backend", ["mmap", "pysam", "pyfaidx"])
+def test_forked_process_reopens_the_handle(backend, scer_seq, tmp_path):
+    g = Genome(SCER, backend=backend, index_dir=tmp_path)
     g.fetch(SCER_CONTIG, 0, 10)  # parent opens its handle before the fork, as DataLoader does
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
@@ -208,6 +215,9 @@ def test_without_pysam_falls_back_to_biopython_and_pyfaidx(monkeypatch, fly_seqs
     assert list(iter_records(FLY)) == list(fly_seqs.items())
     monkeypatch.setattr(fasta, "AUTO_MEMORY_MAX_BYTES", 0)
     g = Genome(fly_copy)
+    assert g.backend == "mmap"  # indexed by pyfaidx, read without either library
+    assert g.fetch("dtei4_95000_106000", 5800, 6000) == fly_seqs["dtei4_95000_106000"][5800:6000]
+    g = Genome(fly_copy, backend="auto" if fly_copy.suffix == ".gz" else "pyfaidx")
     assert g.backend == "pyfaidx"
     assert g.fetch("dtei4_95000_106000", 5800, 6000) == fly_seqs["dtei4_95000_106000"][5800:6000]
 

@@ -2,12 +2,14 @@ import gzip
 import re
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from gtestdata import FLY, FLY_BED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hnet_dna.genomics import fasta
 from hnet_dna.genomics.fasta import Genome
 from hnet_dna.genomics.intervals import (
     BedFormatError,
@@ -80,11 +82,11 @@ def test_defined_intervals_on_real_gaps(fly_seqs):
     assert expected == [Interval(DSEC, 0, 6357), Interval(DSEC, 6457, 13000),
                         Interval(DTEI, 0, 5841), Interval(DTEI, 5941, 11000)]
     assert defined_intervals(g) == expected
-    # chunk boundaries inside and at the edge of a gap must not split or shift runs
-    assert defined_intervals(g, chunk_size=6357) == expected
-    assert defined_intervals(g, chunk_size=1000) == expected
-    assert defined_intervals(g, chunk_size=6400) == expected  # gap spans a chunk border
-    assert defined_intervals(g, chunk_size=30) == expected  # gap spans several chunks
+    # chunk boundaries of the N-run scan inside and at the edge of a gap must not split or
+    # shift runs (the gap at 6357-6457 spans a border of 6400, and several of 30)
+    for chunk in (6357, 1000, 6400, 30):
+        with mock.patch.object(fasta, "SCAN_CHUNK", chunk):
+            assert defined_intervals(Genome(FLY, backend="memory")) == expected
     assert defined_intervals(g, [DTEI], min_length=5100) == [Interval(DTEI, 0, 5841)]
 
 
@@ -94,8 +96,8 @@ def test_defined_intervals_match_regex(seq, chunk_size, min_length):
     with tempfile.TemporaryDirectory() as tmp:
         fa = Path(tmp) / "x.fa"
         fa.write_text(f">x\n{seq}\n")
-        got = defined_intervals(Genome(fa, backend="memory"), min_length=min_length,
-                                chunk_size=chunk_size)
+        with mock.patch.object(fasta, "SCAN_CHUNK", chunk_size):
+            got = defined_intervals(Genome(fa, backend="memory"), min_length=min_length)
     assert got == [Interval("x", m.start(), m.end()) for m in re.finditer("[^Nn]+", seq)
                    if m.end() - m.start() >= min_length]
 

@@ -201,9 +201,9 @@ def test_argument_errors(fly):
     assert WindowDataset([(fly, overlapping)], 10, samples_per_epoch=1).num_positions == 91 + 1 + 92
 
 
-@pytest.mark.parametrize("backend", ["pysam", "pyfaidx", "memory"])
-def test_random_windows_on_bgzip_match_pysam(backend, scer_seq):
-    g = Genome(SCER, backend=backend)
+@pytest.mark.parametrize("backend", ["mmap", "pysam", "pyfaidx", "memory"])
+def test_random_windows_on_bgzip_match_pysam(backend, scer_seq, tmp_path):
+    g = Genome(SCER, backend=backend, index_dir=tmp_path)
     ivs = [Interval(SCER_CONTIG, 1000, 200_000)]
     kw = dict(samples_per_epoch=200, rc_prob=0.5, softmask_weight=0.1, seed=5)
     streamed = list(WindowDataset([(g, ivs)], 1024, preload=False, **kw))

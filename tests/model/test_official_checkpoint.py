@@ -6,6 +6,7 @@ The names and shapes below are derived from the official modules (hnet/modules/*
 mamba_ssm's Mamba2 defaults), not from our model, so a rename on our side fails here."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -184,3 +185,54 @@ def test_convert_official_never_overwrites(tmp_path, capsys):
     assert cli_main(["convert-official", str(config_path), str(missing), str(tmp_path / "o")]) == 2
     assert "missing.pt" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_non_finite_official_weights_are_refused_at_conversion(tmp_path, capsys):
+    config_path, weights_path, state = _write_official(tmp_path)
+    name = "backbone.routing_module.q_proj_layer.weight"
+    state[name][0, 1] = float("nan")
+    torch.save(state, weights_path)
+    with pytest.raises(ValueError, match=rf"hnet_tiny\.pt: tensor '{name}' holds 1 non-finite"):
+        HNetForCausalLM.from_official(config_path, weights_path)
+    out = tmp_path / "converted"
+    assert cli_main(["convert-official", str(config_path), str(weights_path), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"'{name}' holds 1 non-finite value" in err and "damaged" not in err
+    assert err.count("\n") == 1
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "hnet_tiny.json", "hnet_tiny.pt"]
+
+
+def test_pickled_object_is_refused_in_one_line_without_torchs_advice(tmp_path, capsys):
+    config_path, weights_path, state = _write_official(tmp_path)
+    torch.save({**state, "extra": _NotATensor()}, weights_path)
+    assert cli_main(["convert-official", str(config_path), str(weights_path),
+                     str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "weights_only=False" not in err
+    assert "hnet_tiny.pt: not a torch state dict loadable with weights_only=True" in err
+    assert "_NotATensor" in err  # what was refused
+
+
+def test_heads_that_do_not_divide_d_model_name_the_official_config(tmp_path, capsys):
+    attn = {**OFFICIAL_CONFIG["attn_cfg"], "num_heads": [4, 5, 4]}
+    config_path, weights_path, _ = _write_official(tmp_path)
+    config_path.write_text(json.dumps({**OFFICIAL_CONFIG, "attn_cfg": attn}))
+    with pytest.raises(ValueError, match=r"hnet_tiny\.json: .*d_model.* divisible by num_heads"):
+        HNetForCausalLM.from_official(config_path, weights_path)
+    assert cli_main(["convert-official", str(config_path), str(weights_path),
+                     str(tmp_path / "o")]) == 2
+    assert "hnet_tiny.json" in capsys.readouterr().err
+
+
+def test_converted_folder_gets_umask_permissions(tmp_path):
+    config_path, weights_path, _ = _write_official(tmp_path)
+    out = tmp_path / "converted"
+    previous = os.umask(0o022)
+    try:
+        assert cli_main(["convert-official", str(config_path), str(weights_path), str(out)]) == 0
+    finally:
+        os.umask(previous)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {
+        "config.json": 0o644, "model.safetensors": 0o644, "README.md": 0o644}

@@ -48,7 +48,8 @@ def test_flipped_block_of_nan_names_the_tensor_and_file(folder):
     start = _data_offset(weights) + 4096
     raw[start:start + 4096] = b"\xff" * 4096
     weights.write_bytes(bytes(raw))
-    with pytest.raises(InputError, match=r"model\.safetensors: tensor '[^']+' holds 1,024 NaN"):
+    with pytest.raises(InputError,
+                       match=r"model\.safetensors: tensor '[^']+' holds 1,024 non-finite"):
         HNetForCausalLM.from_pretrained(folder)
 
 
@@ -60,7 +61,7 @@ def test_inf_weight_is_refused(folder):
     raw = bytearray(weights.read_bytes())
     raw[begin:begin + 4] = struct.pack("<f", float("inf"))
     weights.write_bytes(bytes(raw))
-    with pytest.raises(WeightsError, match=f"tensor '{name}' holds 1 NaN/inf"):
+    with pytest.raises(WeightsError, match=f"tensor '{name}' holds 1 non-finite"):
         HNetForCausalLM.from_pretrained(folder)
 
 
@@ -106,4 +107,33 @@ def test_config_with_other_shapes_is_refused(folder):
 def test_unreadable_config_names_the_file(folder):
     (folder / "config.json").write_bytes(b"\x00\xff binary")
     with pytest.raises(InputError, match=r"config\.json: not a JSON model config"):
+        HNetForCausalLM.from_pretrained(folder)
+
+
+def test_non_finite_weights_are_called_non_finite_not_damaged(folder):
+    weights = folder / "model.safetensors"
+    header = json.loads(weights.read_bytes()[8:_data_offset(weights)])
+    begin = header["embeddings.weight"]["data_offsets"][0] + _data_offset(weights)
+    raw = bytearray(weights.read_bytes())
+    raw[begin:begin + 4] = struct.pack("<f", float("nan"))
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(WeightsError) as info:
+        HNetForCausalLM.from_pretrained(folder)
+    message = str(info.value)
+    assert "tensor 'embeddings.weight' holds 1 non-finite value" in message
+    assert "damaged" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"hnet"', "3", "null"])
+def test_config_json_that_is_not_an_object_names_the_file(folder, text):
+    (folder / "config.json").write_text(text)
+    with pytest.raises(WeightsError, match=f"{folder / 'config.json'}: .*JSON object"):
+        HNetForCausalLM.from_pretrained(folder)
+
+
+def test_heads_that_do_not_divide_d_model_name_the_config(folder):
+    config = json.loads((folder / "config.json").read_text())
+    config["attn_cfg"]["num_heads"] = [3, 3]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match=f"{folder / 'config.json'}: .*divisible by num_heads"):
         HNetForCausalLM.from_pretrained(folder)

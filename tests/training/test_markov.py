@@ -85,3 +85,31 @@ def test_blocks_of_windows_equal_window_by_window():
     one_by_one = np.concatenate([model.bits(w) for w in evals])
     expected = float(np.nanmean(one_by_one))
     assert markov_bits_per_base(train, evals, [3])[3] == pytest.approx(expected, rel=1e-12)
+
+
+def test_fit_windows_are_bounded_and_spread_evenly(tmp_path):
+    from hnet_dna.genomics.corpora import corpus_from_regions
+    from hnet_dna.genomics.fasta import Genome
+    from hnet_dna.genomics.intervals import Interval
+    from hnet_dna.training.data import split_windows
+
+    rng = np.random.default_rng(0)
+    lengths = {"a": 40_000, "b": 10_000, "c": 30_007}
+    fa = tmp_path / "g.fa"
+    fa.write_text("".join(f">{k}\n" + "".join(rng.choice(list("ACGT"), n)) + "\n"
+                          for k, n in lengths.items()))
+    g = Genome(fa)
+    corpus = corpus_from_regions("g", {"train": [(g, [Interval(k, 0, n) for k, n in
+                                                      lengths.items()])]})
+    window = 100
+    rows, bases, split = split_windows(corpus, "train", window)
+    full = [r.numpy() for r in rows]
+    assert bases == split == 80_007 and len(full) == 400 + 100 + 301
+    rows, bases, split = split_windows(corpus, "train", window, max_bases=80_007)
+    assert bases == split and len(list(rows)) == len(full)  # within the bound: all of it
+    rows, bases, split = split_windows(corpus, "train", window, max_bases=8_000)
+    sample = [r.numpy() for r in rows]
+    assert (bases, split, len(sample)) == (8_000, 80_007, 80)
+    # every 10th tile of the split, in order: each contig in proportion to its length
+    for k, row in enumerate(sample):
+        np.testing.assert_array_equal(row, full[k * len(full) // 80])

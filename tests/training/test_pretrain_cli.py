@@ -63,6 +63,9 @@ def test_pretrain_run_writes_the_run_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"run folder: {run_dir}" in out
     assert "held-out bits per base" in out and "Markov baselines" in out
+    # yeast chr I's training split (0.56 Mb) lies within the default trainer.markov_fit_mb
+    assert re.search(r"fitted on 0\.5\d Mb of training windows, all of the 0\.5\d Mb split; "
+                     r"trainer\.markov_fit_mb\)", out), out
     for name in ("config.yaml", "metrics.jsonl", "metrics.png",
                  "checkpoints/step-00000002/model.safetensors",
                  "checkpoints/step-00000002/training_state.pt"):

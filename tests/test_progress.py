@@ -102,3 +102,13 @@ def test_interval_from_the_environment(monkeypatch):
         progress_interval()
     with pytest.raises(ValueError, match="must be >= 0 seconds, got -1"):
         progress_interval(-1)
+
+
+def test_unit_scale_counts_like_tqdm(monkeypatch):
+    clock = iter([0.0, 2.0, 2.0])
+    monkeypatch.setattr(progress_mod.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    bar = progress(total=3_100_000_000, desc="track", unit="base", unit_scale=True, interval=0,
+                   file=out)
+    bar.update(1_000_000_000)
+    assert lines(out) == ["track: 1.00G/3.10G base (32%), 500M base/s, elapsed 00:02, ETA 00:04"]

@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 MIN_VENV ?= .venv-min
 
-.PHONY: setup pretrain test test-kernels test-min lint clean
+.PHONY: setup pretrain test test-kernels test-cluster test-min lint clean
 
 setup: $(VENV)/.installed
 
@@ -53,6 +53,15 @@ $(KVENV)/.installed: pyproject.toml
 
 test-kernels: $(KVENV)/.installed
 	HNET_KERNEL_TESTS=1 TRITON_INTERPRET=1 $(KPY) -m pytest -q -p no:cacheprovider tests/kernels $(ARGS)
+
+# Cluster tier: a localhost SLURM cluster (slurm-wlm, munge, slurmdbd + MariaDB; apt-get installs
+# them when absent, as root) and two-node torchrun rendezvous (README "Running on a SLURM cluster").
+$(VENV)/.slurm-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[slurm]'
+	touch $@
+
+test-cluster: $(VENV)/.slurm-installed
+	scripts/cluster/run_tier.sh $(abspath $(PY)) $(ARGS)
 
 test-min:
 	test -x $(MIN_VENV)/bin/python || python3 -m venv $(MIN_VENV)

@@ -35,6 +35,9 @@ worker on a 3.1 Gb genome: the "genome-scale" section at the end).
   cached vs recomputing the prefix;
 * `kernels.py`: torch SSD / EMA chunked scans vs naive recurrences, blocked vs masked local
   attention; mamba-ssm vs torch with a bf16 parity check when CUDA is present;
+* `variant_rate.py`: `score-variants` variants/s, REF/ALT prefix shared vs whole windows (and
+  vs another checkout: `python benchmarks/variant_rate.py --baseline DIR --readme
+  benchmarks/README.md`); its GPU row is `gpu_variants.py`, a section of the GPU check;
 * `timing.py`, `cases.py`, `models.py`, `report.py`: shared timing, isolated cases, model zoo /
   FLOP matching / routing calibration, this summary.
 
@@ -243,6 +246,16 @@ def targets(payloads: dict[str, dict[str, Any]]) -> list[str]:
                     f"| cached generation cost/token at 16k within 1.2x of 1k: {name}"
                     f" | {r['cached_cpu_ratio']:.2f}x ({r['cached_ratio']:.2f}x)"
                     f" | {_verdict(r['cached_cpu_ratio'] <= 1.2)} |")
+    vr = payloads.get("variant_rate")
+    if vr:
+        for name, r in vr["result"].items():
+            if "speedup_cpu" in r:
+                s = r["settings"]
+                lines.append(
+                    f"| score-variants variants/s >= 1.7x today's at the default window: {name}"
+                    f" (window {s['window']}, batch {s['batch']}, both strands)"
+                    f" | {r['speedup_cpu']:.2f}x ({r['speedup_wall']:.2f}x) vs {r['reference']}"
+                    f" | {_verdict(r['speedup_cpu'] >= 1.7)} |")
     return lines
 
 

@@ -15,13 +15,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks import inference, kernels, report, scaling, throughput, utilisation
+from benchmarks import (
+    inference,
+    kernels,
+    report,
+    scaling,
+    throughput,
+    utilisation,
+    variant_rate,
+)
 from benchmarks.cases import Options
 from benchmarks.timing import load_average, machine_info, matmul_flops
 from hnet_dna.model.compile import COMPILE_ENV
 
 BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (
-    kernels, utilisation, throughput, scaling, inference)}
+    kernels, utilisation, throughput, scaling, inference, variant_rate)}
 HERE = Path(__file__).resolve().parent
 
 

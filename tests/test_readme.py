@@ -169,6 +169,10 @@ def _check_pretrain(where: str, overrides: list[str]) -> None:
                 assert key in keys, f"{where}: {path.name} has no key {key}"
 
 
+# SLURM's own commands in the README: subcommands allowed first (an option may come first too)
+SLURM_COMMANDS = {"scontrol": {"requeue", "show"}, "scancel": set(), "sacct": set()}
+
+
 def _make_targets() -> set[str]:
     return set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.MULTILINE))
 
@@ -190,6 +194,14 @@ def test_command_line_is_valid(where, argv, monkeypatch):
             assert (ROOT / f"{module}.py").is_file() or (ROOT / module).is_dir(), where
         else:
             assert (ROOT / args[0]).is_file(), f"{where}: no file {args[0]}"
+    elif program == "sbatch":  # sbatch [its options] SCRIPT [pretrain overrides]
+        script = next(a for a in args if not a.startswith("-"))
+        assert (ROOT / script).is_file(), f"{where}: no file {script}"
+        _check_pretrain(where, args[args.index(script) + 1:])
+    elif program in SLURM_COMMANDS:
+        first = args[0] if args else ""
+        assert first.startswith("-") or first in SLURM_COMMANDS[program], (
+            f"{where}: `{program} {first}` is not a use of {program} the README knows")
     elif program in ("conda", "pip"):
         for a in args:  # files they are pointed at exist (environment.yml, ...)
             if a.endswith((".yml", ".yaml", ".txt")):

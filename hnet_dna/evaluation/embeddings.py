@@ -1,8 +1,10 @@
 """Embedding extraction: sliding windows with stitching, strand averaging, pooling.
 
 **Sliding windows.** A sequence longer than ``window`` bases is cut into windows of ``window``
-bases starting every ``window - overlap`` bases (the last one shifted left to end at the
-sequence end). Stitching rule: every base is taken from exactly one window, the *earliest window
+bases starting every ``window - overlap`` bases (the last one shorter, ending at the sequence
+end: windows overlap by exactly ``overlap`` bases, the context each needs, so a sequence of
+``L`` bases costs ``L + (n - 1) * overlap`` bases of model work for ``n`` windows).
+Stitching rule: every base is taken from exactly one window, the *earliest window
 that contains it after that window's first* ``overlap`` *bases* (the first window owns its first
 bases too). For a causal model the representation of a base depends only on bases to its left,
 so this gives every base at least ``overlap`` bases of left context (all of it when the sequence
@@ -66,8 +68,7 @@ def plan_windows(length: int, window: int, overlap: int) -> list[WindowPlan]:
     plans: list[WindowPlan] = []
     start, owned_to = 0, 0
     while owned_to < length:
-        start = min(start, length - window)
-        end = start + window
+        end = min(start + window, length)
         plans.append(WindowPlan(start, end, owned_to))
         owned_to = end
         start += window - overlap

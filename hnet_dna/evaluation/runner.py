@@ -32,7 +32,7 @@ from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import BOS, DNA_VOCAB, PAD, N
 from hnet_dna.genomics.framing import frame
 from hnet_dna.model.config import HNetConfig
-from hnet_dna.model.hnet import HNet
+from hnet_dna.model.hnet import HNet, select_rows
 from hnet_dna.model.lm import HNetForCausalLM
 from hnet_dna.model.pretrained import is_repo_id
 from hnet_dna.model.utils import accumulation_dtype
@@ -180,6 +180,24 @@ def _token_maps(routing, row: int, length: int) -> tuple[list[np.ndarray], list[
     return indices, starts, probs
 
 
+def _suffix_token_maps(routing, row: int, length: int) -> list[np.ndarray]:
+    """``_token_maps``' indices for the tokens of an ``extend``: -1 where a token belongs to the
+    last level-k token of the cached prefix (no new boundary up to it at some stage)."""
+    idx = np.arange(length)
+    indices = [idx]
+    for r in routing:
+        level = np.cumsum(r.boundary_mask[row].cpu().numpy()) - 1
+        idx = np.where(idx >= 0, level[np.maximum(idx, 0)], -1)
+        indices.append(idx)
+    return indices
+
+
+def _pad_rows(rows: Sequence[np.ndarray], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Right-padded ``(ids, mask)`` of token rows (no BOS)."""
+    ids, mask = frame(rows, BOS, PAD)
+    return ids[:, 1:].to(device), mask[:, 1:].to(device)
+
+
 def _to_numpy(t: Tensor) -> np.ndarray:
     """float32 numpy, or float64 for float64 models (exactness checks)."""
     return t.detach().to(accumulation_dtype(t.dtype)).cpu().numpy()
@@ -215,6 +233,95 @@ class PerBaseForward:
                               strict=True):
                 out[i] = res
         return out  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def run_shared(self, windows: Sequence[np.ndarray], shared: Sequence[int],
+                   depths: Sequence[str] = ()) -> list[WindowOutput]:
+        """``run(windows, depths)``'s ``logp`` and ``features`` (not ``chunk_start`` /
+        ``boundary_prob``), computing shared prefixes once.
+
+        ``shared[i]``: how many leading bases window ``i`` may share with others. Windows with
+        the same ``shared`` value and the same bases up to it form a group: its prefix
+        ``[BOS, b_0 .. b_{p-1}]`` runs once into an inference cache, and each window's remaining
+        bases continue from a copy of it (``HNetForCausalLM.extend``), so a causal model gives
+        the outputs of ``run`` (to float rounding) for a fraction of the work: REF and ALT
+        windows of a variant share everything before it. Up to ``batch_size`` prefixes run
+        together, their continuations ``2 * batch_size`` at a time (each is part of a window).
+        """
+        if len(shared) != len(windows):
+            raise ValueError(f"{len(shared)} shared lengths for {len(windows)} windows")
+        groups: dict[tuple[int, bytes], list[int]] = {}
+        for i, (w, p) in enumerate(zip(windows, shared, strict=True)):
+            if len(w) == 0:
+                raise ValueError("cannot run an empty window")
+            p = max(0, min(int(p), len(w) - 1))  # at least one base continues
+            groups.setdefault((p, np.asarray(w[:p], np.uint8).tobytes()), []).append(i)
+        keys = sorted(groups)  # by prefix length: less padding
+        out: list[WindowOutput | None] = [None] * len(windows)
+        for a in range(0, len(keys), self.batch_size):
+            chunk = keys[a:a + self.batch_size]
+            self._run_group(windows, [k[0] for k in chunk], [groups[k] for k in chunk],
+                            depths, out)
+        return out  # type: ignore[return-value]
+
+    def _forward(self, ids: Tensor, cache, mask: Tensor | None, depths: Sequence[str]):
+        """``model.extend`` with the depth modules' outputs captured."""
+        captured: dict[str, Tensor] = {}
+        hooks = []
+        for depth in depths:
+            def hook(_m, _inp, output, depth=depth):
+                captured[depth] = output[0] if isinstance(output, tuple) else output
+            hooks.append(_depth_module(self.model, depth).register_forward_hook(hook))
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                result = self.model.extend(ids, cache, mask=mask)
+        finally:
+            for h in hooks:
+                h.remove()
+        return result, {d: _to_numpy(captured[d]) for d in depths}
+
+    def _run_group(self, windows: Sequence[np.ndarray], prefix: list[int],
+                   members: list[list[int]], depths: Sequence[str],
+                   out: list[WindowOutput | None]) -> None:
+        """One batch of prefixes (``prefix[g]`` bases, shared by the windows ``members[g]``),
+        then all their continuations; fills ``out``."""
+        levels = {d: depth_level(d, self.config) for d in depths}
+        longest = max(len(windows[i]) for m in members for i in m)
+        cache = self.model.allocate_inference_cache(len(members), longest + 1)
+        ids, mask = frame([windows[m[0]][:p] for p, m in zip(prefix, members, strict=True)],
+                          BOS, PAD)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        result, feats = self._forward(ids, cache, mask, depths)
+        # log p of every prefix position: position t predicts base t (t = p: the first base
+        # after the prefix, which differs between the group's windows)
+        prefix_lp = torch.log_softmax(result.logits.float(), -1).cpu().numpy()
+        heads = []  # per group: per-base prefix features, and the last token's per depth
+        for g, p in enumerate(prefix):
+            indices, _, _ = _token_maps(result.routing, g, p + 1)
+            heads.append({d: (feats[d][g][indices[levels[d]][1:]],
+                              feats[d][g][indices[levels[d]][p]]) for d in depths})
+        rows = [(g, i) for g, m in enumerate(members) for i in m]
+        step = 2 * self.batch_size
+        for a in range(0, len(rows), step):
+            part = rows[a:a + step]
+            tails = [windows[i][prefix[g]:] for g, i in part]
+            ids, mask = _pad_rows(tails, self.device)
+            parents = torch.tensor([g for g, _ in part], device=self.device)
+            result, feats = self._forward(ids, select_rows(cache, parents), mask, depths)
+            lp = torch.log_softmax(result.logits.float(), -1)
+            lp = lp[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1).cpu().numpy()
+            for r, (g, i) in enumerate(part):
+                w, p, n = np.asarray(windows[i]), prefix[g], len(tails[r])
+                row = np.concatenate([prefix_lp[g, np.arange(p + 1), w[:p + 1]],
+                                      lp[r, :n - 1]]).astype(np.float64)
+                row[w == N] = np.nan  # N is never scored (it has loss weight 0 in training)
+                res = WindowOutput(logp=row)
+                indices = _suffix_token_maps(result.routing, r, n)
+                for d in depths:
+                    head, last = heads[g][d]
+                    tail = np.concatenate([last[None], feats[d][r]])[indices[levels[d]] + 1]
+                    res.features[d] = np.concatenate([head, tail])
+                out[i] = res
 
     def _run_batch(self, windows: list[np.ndarray], depths: Sequence[str],
                    want_logp: bool) -> list[WindowOutput]:

@@ -73,8 +73,12 @@ class VariantScorer:
     """Score ``(ref window, alt window)`` pairs in batches (see the module docstring)."""
 
     def __init__(self, runner: PerBaseForward, depth: str = "final",
-                 strand_average: bool = True) -> None:
+                 strand_average: bool = True, share_prefix: bool = True) -> None:
+        """``share_prefix``: run what the REF and ALT windows (on each strand) share before
+        the variant once (:meth:`PerBaseForward.run_shared`); False runs every window whole
+        (the reference the shared path is tested against, and the benchmark's baseline)."""
         self.runner, self.depth, self.strand_average = runner, depth, strand_average
+        self.share_prefix = share_prefix
 
     def score(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]],
               flanks: Sequence[tuple[int, int]] | None = None) -> list[VariantScores]:
@@ -86,20 +90,28 @@ class VariantScorer:
         jobs: list[np.ndarray] = []
         seen: dict[bytes, int] = {}  # REF windows shared by the ALTs of one site run once
 
-        def add(ids: np.ndarray) -> int:
+        shared: list[int] = []  # per job: the bases it shares with its pairs' other windows
+
+        def add(ids: np.ndarray, k: int) -> int:
             key = ids.tobytes()
             if key not in seen:
                 seen[key] = len(jobs)
                 jobs.append(ids)
-            return seen[key]
+                shared.append(k)
+            job = seen[key]
+            shared[job] = min(shared[job], k)  # a REF window of several ALTs
+            return job
 
         index = []
         for i, (ref, alt) in enumerate(pairs):
             for rev in strands:
                 r, a = (reverse_complement(ref), reverse_complement(alt)) if rev else (ref, alt)
                 k = common_prefix(r, a) if flanks is None else flanks[i][int(rev)]
-                index.append((add(r), add(a), k))
-        outputs = self.runner.run(jobs, [self.depth], logp=True)
+                index.append((add(r, k), add(a, k), k))
+        if self.share_prefix:
+            outputs = self.runner.run_shared(jobs, shared, [self.depth])
+        else:
+            outputs = self.runner.run(jobs, [self.depth], logp=True)
         results = []
         for v in range(len(pairs)):
             llrs, means, e_ref, e_alt = [], [], [], []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -368,6 +369,7 @@ class ScoreSummary:
     index: Path | None
     edge_padded: int = 0
     table: pl.DataFrame = field(default=None, repr=False)  # type: ignore[assignment]
+    seconds: float = float("nan")  # reading, checking and scoring in this process (not writing)
 
     @property
     def scored(self) -> int:
@@ -380,7 +382,11 @@ class ScoreSummary:
     def __str__(self) -> str:
         counter = SkipCounter({k: v for k, v in self.counts.items() if k != "ok"})
         counter["edge_padded"] = self.edge_padded
-        return counter.summary(self.scored)
+        text = counter.summary(self.scored)
+        if self.seconds > 0:  # unknown (NaN) for a merge of parts scored elsewhere / before
+            text += (f"\n{self.alts} ALTs in {self.seconds:.1f} s "
+                     f"({self.alts / self.seconds:.1f} variants/s)")
+        return text
 
 
 def _nothing_scored(vcf, counter: SkipCounter, table: pl.DataFrame, genome: Genome) -> str:
@@ -446,9 +452,11 @@ def score_variants(
 
         model = load_model(model, resolve_device(device or "auto"))
     scorer = VariantScorer(PerBaseForward(model, batch_size), depth, strand_average=strand_average)
+    started = time.perf_counter()
     table, counter = score_vcf(vcf, genome, scorer, window, annotator, info,
                                max_variants=max_variants, progress=progress,
                                block_size=block_size)
+    seconds = time.perf_counter() - started
     scored = int((table["status"] == "ok").sum())
     if table.height and not scored:
         raise InputError(_nothing_scored(vcf, counter, table, genome))
@@ -461,4 +469,4 @@ def score_variants(
     counts = {s: int(n) for s, n in table["status"].value_counts().iter_rows()}
     index = out_index[0] if out_index and out_index[0].exists() else None
     return ScoreSummary(counts, records, out_vcf, out_table, index, counter["edge_padded"],
-                        table)
+                        table, seconds)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hnet_dna.model.rotary import RotaryEmbedding, sequence_positions, sequence_starts
+from hnet_dna.model.utils import on_valid
 
 try:  # Optional fast path; absent on CPU-only installs.
     from flash_attn import flash_attn_func, flash_attn_varlen_func
@@ -349,6 +350,48 @@ class CausalMHA(nn.Module):
         )  # (B, H, 1, hd)
         cache.lengths.add_(act.to(cache.lengths.dtype))
         return self.out_proj(out.transpose(1, 2).reshape(batch, 1, self.d_model))
+
+    def extend(self, x: Tensor, cache: AttentionCache, mask: Tensor | None = None) -> Tensor:
+        """Continue every row from its KV cache over new tokens: x (B, L, D) -> (B, L, D).
+
+        Row b's new tokens sit at positions ``cache.lengths[b]`` on (rows may differ); ``mask``
+        (right padding) marks them, and ``lengths`` advances by their count. Only they are
+        written; padded queries' outputs are unspecified (finite).
+        """
+        batch, length, _ = x.shape
+        if cache.k.shape[0] != batch:
+            raise ValueError(f"cache batch size {cache.k.shape[0]} != input batch {batch}")
+        start = cache.lengths
+        positions = start[:, None] + torch.arange(length, device=x.device)  # (B, L)
+        valid = torch.ones_like(positions, dtype=torch.bool) if mask is None else mask
+        end, cached = (int(t) for t in torch.stack([(start + valid.sum(1)).max(), start.max()]))
+        if end > cache.max_seqlen:
+            raise ValueError(f"extending to {end} tokens exceeds cache max_seqlen "
+                             f"{cache.max_seqlen}")
+        qkv = on_valid(self.Wqkv, mask, x).view(batch, length, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.unbind(dim=2)
+        if self.rotary_emb is not None:
+            q, k = self.rotary_emb(q, k, positions)
+        rows = torch.arange(batch, device=x.device)[:, None].expand(-1, length)[valid]
+        slots = positions[valid]  # padding is not written: it may lie past max_seqlen
+        cache.k[rows, slots] = k[valid].detach().to(cache.k.dtype)
+        cache.v[rows, slots] = v[valid].detach().to(cache.v.dtype)
+        cache.lengths.add_(valid.sum(1).to(cache.lengths.dtype))
+        if cached == 0:  # nothing cached: plain self-attention (causal kernels, local blocks)
+            out = self._flash(q, k, v, None) if _flash_usable(q) else self._sdpa(q, k, v, None)
+        else:
+            keys = torch.arange(end, device=x.device)
+            visible = keys <= positions[:, :, None]  # (B, L, end)
+            if self.window_size >= 0:
+                visible = visible & (keys >= positions[:, :, None] - self.window_size)
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2),
+                cache.k[:, :end].to(q.dtype).transpose(1, 2),
+                cache.v[:, :end].to(q.dtype).transpose(1, 2),
+                attn_mask=visible[:, None],
+                scale=self.softmax_scale,
+            ).transpose(1, 2)  # (B, L, H, hd)
+        return on_valid(self.out_proj, mask, out.reshape(batch, length, self.d_model))
 
     def extra_repr(self) -> str:
         return (

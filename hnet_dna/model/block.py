@@ -16,6 +16,7 @@ from hnet_dna.model.attention import CausalMHA
 from hnet_dna.model.mamba2 import Mamba2
 from hnet_dna.model.mlp import SwiGLU
 from hnet_dna.model.norm import RMSNorm
+from hnet_dna.model.utils import on_valid
 
 
 class Block(nn.Module):
@@ -48,12 +49,22 @@ class Block(nn.Module):
         mask: Tensor | None = None,
         seq_idx: Tensor | None = None,
         cache: Any = None,
+        extend: bool = False,
     ) -> Tensor:
+        """``extend``: continue from ``cache`` (the mixer's ``extend``) instead of prefilling."""
         dtype = self.norm1.weight.dtype
-        h = self.mixer(self.norm1(residual.to(dtype)), mask=mask, seq_idx=seq_idx, cache=cache)
+        x = self.norm1(residual.to(dtype))
+        if extend:
+            h = self.mixer.extend(x, cache, mask=mask)
+        else:
+            h = self.mixer(x, mask=mask, seq_idx=seq_idx, cache=cache)
         residual = residual + h.to(residual.dtype)
         if self.mlp is not None:
-            residual = residual + self.mlp(self.norm2(residual.to(dtype))).to(residual.dtype)
+            def mlp(r: Tensor) -> Tensor:
+                return self.mlp(self.norm2(r.to(dtype)))
+
+            residual = residual + (on_valid(mlp, mask, residual) if extend
+                                   else mlp(residual)).to(residual.dtype)
         return residual
 
     def step(self, residual: Tensor, cache: Any, active: Tensor | None = None) -> Tensor:

@@ -117,6 +117,27 @@ class RoutingModule(nn.Module):
             state.has_seen_tokens.copy_(lengths > 0)
         return RoutingOutput(p, boundary, selected, mask)
 
+    def extend(self, hidden: Tensor, state: RoutingState, mask: Tensor | None = None
+               ) -> RoutingOutput:
+        """Routing of new tokens (B, L, D) continuing each row from ``state``: the first new
+        token compares with the cached last token (p = 1 for a row that has seen none); the
+        state moves to each row's last new valid token (kept where a row has none)."""
+        prev = torch.cat([state.last_hidden[:, None].to(hidden.dtype), hidden[:, :-1]], dim=1)
+        p = self._prob(prev, hidden)
+        first = torch.zeros_like(p, dtype=torch.bool)
+        first[:, 0] = ~state.has_seen_tokens
+        p = torch.where(first, torch.ones_like(p), p)
+        boundary = p > 0.5
+        if mask is not None:
+            boundary = boundary & mask
+        lengths = _lengths(hidden, mask)
+        last = hidden[torch.arange(hidden.shape[0]), (lengths - 1).clamp(min=0)]
+        seen = (lengths > 0)[:, None]
+        state.last_hidden.copy_(torch.where(seen, last.to(state.last_hidden.dtype),
+                                            state.last_hidden))
+        state.has_seen_tokens.copy_(state.has_seen_tokens | seen[:, 0])
+        return RoutingOutput(p, boundary, torch.where(boundary, p, 1.0 - p), mask)
+
     def allocate_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
     ) -> RoutingState:
@@ -220,6 +241,27 @@ class DeChunkLayer(nn.Module):
             state.last_value.copy_(torch.where((num > 0)[:, None], last, 0.0))
         chunk_of_token = (routing.boundary_mask.long().cumsum(1) - 1).clamp(min=0)  # (B, L)
         out = smoothed.gather(1, chunk_of_token[..., None].expand(-1, -1, inner.shape[-1]))
+        return out.to(inner.dtype)
+
+    def extend(
+        self,
+        inner: Tensor,  # (B, M, D) inner outputs at the new boundary tokens
+        routing: RoutingOutput,  # of the new tokens
+        chunked: Chunked,
+        state: DeChunkState,
+    ) -> Tensor:
+        """Dechunk new tokens continuing each row from ``state``: the EMA starts from the cached
+        last value, and new tokens before a row's first new boundary take that value (they
+        belong to the last cached chunk)."""
+        acc = accumulation_dtype(inner.dtype)
+        p = routing.boundary_prob.clamp(EMA_P_MIN, 1 - EMA_P_MIN).gather(1, chunked.order)
+        smoothed = ema_scan(inner.to(acc), p.to(acc), chunk_size=self.chunk_size,
+                            initial_state=state.last_value.to(acc))
+        values = torch.cat([state.last_value[:, None].to(acc), smoothed], dim=1)  # (B, 1 + M, D)
+        num = chunked.mask.sum(1)
+        state.last_value.copy_(values[torch.arange(inner.shape[0]), num])
+        chunk_of_token = routing.boundary_mask.long().cumsum(1)  # 0 = the cached last chunk
+        out = values.gather(1, chunk_of_token[..., None].expand(-1, -1, inner.shape[-1]))
         return out.to(inner.dtype)
 
     def allocate_state(

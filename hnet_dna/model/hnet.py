@@ -7,13 +7,14 @@ code so that its checkpoints map one-to-one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from hnet_dna.model.chunking import (
+    Chunked,
     ChunkLayer,
     DeChunkLayer,
     DeChunkState,
@@ -36,6 +37,19 @@ class HNetCache:
     decoder: list[Any] | None = None
     routing: RoutingState | None = None
     dechunk: DeChunkState | None = None
+
+
+def select_rows(state: Any, rows: Tensor) -> Any:
+    """A copy of a decoding cache (``HNetCache`` or any part of it) holding the given rows, in
+    that order (a row may repeat): e.g. one prefilled prefix continued by several suffixes."""
+    if isinstance(state, Tensor):
+        return state.index_select(0, rows)
+    if isinstance(state, list):
+        return [select_rows(s, rows) for s in state]
+    if state is None:
+        return None
+    return replace(state, **{f.name: select_rows(getattr(state, f.name), rows)
+                             for f in fields(state)})
 
 
 class HNet(nn.Module):
@@ -97,31 +111,53 @@ class HNet(nn.Module):
         mask: Tensor | None = None,
         seq_idx: Tensor | None = None,
         cache: HNetCache | None = None,
+        extend: bool = False,
     ) -> tuple[Tensor, list[RoutingOutput]]:
+        """Without ``extend``: the forward pass (a prefill too when ``cache`` is given). With
+        ``extend``: the new tokens ``x`` continue each row from ``cache`` (a prefill or earlier
+        extends; rows may hold different lengths) and the cache moves past them; equal to the
+        full forward over cached + new tokens. Routing outputs then cover the new tokens only.
+        """
+        if extend and (cache is None or seq_idx is not None):
+            raise ValueError("extend needs a cache and no seq_idx")
         d_outer = x.shape[-1]
         x = self._widen(x)
         if self.is_innermost:
-            out = self.main_network(x, mask, seq_idx, None if cache is None else cache.main)
+            out = self.main_network(x, mask, seq_idx, None if cache is None else cache.main,
+                                    extend=extend)
             return out[..., :d_outer], []
 
-        hidden = self.encoder(x, mask, seq_idx, None if cache is None else cache.encoder)
+        hidden = self.encoder(x, mask, seq_idx, None if cache is None else cache.encoder,
+                              extend=extend)
         residual = self._residual(hidden)
-        routing = self.routing_module(
-            hidden, mask, seq_idx, state=None if cache is None else cache.routing
-        )
+        if extend:
+            routing = self.routing_module.extend(hidden, cache.routing, mask)
+        else:
+            routing = self.routing_module(
+                hidden, mask, seq_idx, state=None if cache is None else cache.routing
+            )
         chunked = self.chunk_layer(hidden, routing.boundary_mask, seq_idx)
+        if extend and chunked.hidden.shape[1] == 0:
+            # No row has a new boundary: one masked chunk keeps every inner cache as it is.
+            none = torch.zeros_like(routing.boundary_mask[:, :1])
+            chunked = Chunked(hidden[:, :1], none, None, none.long())
         inner, inner_routing = self.main_network(
-            chunked.hidden, chunked.mask, chunked.seq_idx, None if cache is None else cache.main
+            chunked.hidden, chunked.mask, chunked.seq_idx, None if cache is None else cache.main,
+            extend=extend,
         )
-        smoothed = self.dechunk_layer(
-            inner, routing, chunked, state=None if cache is None else cache.dechunk
-        )
+        if extend:
+            smoothed = self.dechunk_layer.extend(inner, routing, chunked, cache.dechunk)
+        else:
+            smoothed = self.dechunk_layer(
+                inner, routing, chunked, state=None if cache is None else cache.dechunk
+            )
         # Confidence c_t scales the dechunked path through a straight-through estimator: the
         # forward value is unchanged, the gradient reaches the routing projections.
         confidence = straight_through(routing.selected_prob)[..., None].to(residual.dtype)
         combined = smoothed.to(residual.dtype) * confidence + residual
         out = self.decoder(
-            combined.to(hidden.dtype), mask, seq_idx, None if cache is None else cache.decoder
+            combined.to(hidden.dtype), mask, seq_idx, None if cache is None else cache.decoder,
+            extend=extend,
         )
         return out[..., :d_outer], [routing, *inner_routing]
 

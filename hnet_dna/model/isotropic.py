@@ -43,11 +43,14 @@ class Isotropic(nn.Module):
         mask: Tensor | None = None,
         seq_idx: Tensor | None = None,
         cache: list[Any] | None = None,
+        extend: bool = False,
     ) -> Tensor:
+        """``extend``: continue every layer from ``cache`` (see ``HNet.forward``)."""
         residual = x.to(accumulation_dtype(x.dtype))
         for i, layer in enumerate(self.layers):
             residual = layer(
-                residual, mask=mask, seq_idx=seq_idx, cache=None if cache is None else cache[i]
+                residual, mask=mask, seq_idx=seq_idx, cache=None if cache is None else cache[i],
+                extend=extend,
             )
         return self.rmsnorm(residual.to(self.rmsnorm.weight.dtype)).to(x.dtype)
 

@@ -98,6 +98,29 @@ class HNetForCausalLM(nn.Module):
         logits = logits.to(accumulation_dtype(logits.dtype))
         return CausalLMOutput(logits, routing, hidden if output_hidden_states else None)
 
+    def extend(
+        self,
+        input_ids: Tensor,  # (B, L) new tokens
+        cache: HNetCache,
+        mask: Tensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> CausalLMOutput:
+        """Continue each row from ``cache`` over new tokens (right-padded by ``mask``): the
+        logits equal those of the full forward over cached + new tokens at the new positions,
+        and the cache moves past each row's new valid tokens. A cache fresh from
+        ``allocate_inference_cache`` makes this a forward pass that fills it (a prefill);
+        ``hnet.select_rows`` copies a cache's rows so that one prefix feeds several suffixes.
+        """
+        if mask is not None and mask.shape != input_ids.shape:
+            raise ValueError(
+                f"mask shape {tuple(mask.shape)} != input shape {tuple(input_ids.shape)}"
+            )
+        hidden = self.embeddings(input_ids)
+        hidden, routing = self.backbone(hidden, mask=mask, cache=cache, extend=True)
+        logits = self.lm_head(hidden)
+        logits = logits.to(accumulation_dtype(logits.dtype))
+        return CausalLMOutput(logits, routing, hidden if output_hidden_states else None)
+
     # ------------------------------------------------------------------ decoding
     def allocate_inference_cache(
         self,

@@ -1,4 +1,5 @@
-"""Mamba-2 mixer (mamba_ssm defaults and parameter names) with prefill cache and one-token step.
+"""Mamba-2 mixer (mamba_ssm defaults and parameter names) with prefill cache, one-token step and
+multi-token continuation from a cache (``extend``).
 
 Pure-torch path everywhere; on CUDA with mamba_ssm + causal_conv1d importable the no-cache
 forward uses the fused ``mamba_split_conv1d_scan_combined`` kernel (same parameters).
@@ -17,10 +18,24 @@ from torch import Tensor, nn
 
 from hnet_dna.model.norm import RMSNormGated
 from hnet_dna.model.ops.conv import causal_depthwise_conv
-from hnet_dna.model.ops.ssd import kernel_device_ok, kernels_disabled, ssd_scan
-from hnet_dna.model.utils import accumulation_dtype
+from hnet_dna.model.ops.ssd import (
+    TORCH_CHUNK_SIZE,
+    kernel_device_ok,
+    kernels_available,
+    kernels_disabled,
+    ssd_scan,
+)
+from hnet_dna.model.utils import accumulation_dtype, on_valid
 
-__all__ = ["Mamba2", "Mamba2Cache"]
+__all__ = ["Mamba2", "Mamba2Cache", "balanced_chunk"]
+
+
+def balanced_chunk(length: int, limit: int) -> int:
+    """The scan chunk for ``length`` tokens: as many chunks as ``limit`` needs, of equal size, so
+    the scan pads the sequence by less than one token per chunk (129 tokens: 3 x 43, not
+    3 x 64 = 192)."""
+    n = max(1, -(-length // limit))
+    return -(-length // n)
 
 
 @dataclass
@@ -242,6 +257,47 @@ class Mamba2(nn.Module):
         conv_state = (gathered * valid).transpose(1, 2)  # (B, conv_dim, d_conv)
         cache.conv_state = conv_state.to(cache.conv_state.dtype).detach().clone()
         cache.ssm_state = final_state.to(cache.ssm_state.dtype).detach().clone()
+
+    def extend(self, x: Tensor, cache: Mamba2Cache, mask: Tensor | None = None) -> Tensor:
+        """Continue every row from its cache over new tokens: x (B, L, D) -> (B, L, D).
+
+        ``mask`` (right padding) marks each row's new tokens; the cache ends after them (a row
+        with none keeps its cache). Equal to the full forward over cached + new tokens: the
+        conv reads the cached last inputs, the scan starts from the cached SSM state.
+        """
+        Bsz, L, _ = x.shape
+        K = self.d_conv
+        z, xBC, dt = torch.split(
+            on_valid(self.in_proj, mask, x), [self.d_inner, self.conv_dim, self.nheads], dim=-1
+        )  # zeros at padding
+        # The cached last K conv inputs go before the new ones (contiguous, which the shifted
+        # adds of the conv also prefer); outputs at the history positions are dropped.
+        full = torch.cat([cache.conv_state.transpose(1, 2).to(xBC.dtype), xBC], dim=1)
+        xBC = F.silu(causal_depthwise_conv(full, self.conv1d.weight[:, 0], self.conv1d.bias)[:, K:])
+        xs, Bm, Cm = self._split_xbc(xBC)
+        cdt = accumulation_dtype(x.dtype)
+        A = -torch.exp(self.A_log.to(cdt))
+        dt = F.softplus(dt.to(cdt) + self.dt_bias.to(cdt))
+        xs = xs.reshape(Bsz, L, self.nheads, self.headdim)
+        if mask is not None:
+            dt = dt * mask.unsqueeze(-1).to(dt.dtype)
+            xs = xs * mask[:, :, None, None].to(xs.dtype)
+        chunk = self.chunk_size
+        if not kernels_available(x):  # torch scan: no chunk mostly padding for short segments
+            chunk = balanced_chunk(L, min(chunk, TORCH_CHUNK_SIZE))
+        y, final_state = ssd_scan(
+            xs, dt, A,
+            Bm.reshape(Bsz, L, self.ngroups, self.d_state),
+            Cm.reshape(Bsz, L, self.ngroups, self.d_state),
+            chunk, D=self.D, initial_state=cache.ssm_state.to(cdt), return_final_state=True,
+        )
+        new = torch.full((Bsz,), L, device=x.device) if mask is None else mask.long().sum(1)
+        idx = (K + new)[:, None] - K + torch.arange(K, device=x.device)  # last K valid inputs
+        conv_state = full.gather(1, idx.unsqueeze(-1).expand(Bsz, K, self.conv_dim))
+        cache.conv_state = conv_state.transpose(1, 2).to(cache.conv_state.dtype).contiguous()
+        cache.ssm_state = final_state.to(cache.ssm_state.dtype)
+        return on_valid(lambda y, z: self.out_proj(self.norm(y, z)), mask,
+                        y.reshape(Bsz, L, self.d_inner), z)
 
     # ------------------------------------------------------------------ decoding
     def allocate_cache(

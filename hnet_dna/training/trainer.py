@@ -41,6 +41,7 @@ from hnet_dna.training.losses import LN2, pretraining_loss
 from hnet_dna.training.metrics import MetricsWriter
 from hnet_dna.training.optim import build_optimizer, resolve_lr_multipliers
 from hnet_dna.training.schedule import build_scheduler
+from hnet_dna.training.stop import StopRequest
 
 
 class NonFiniteLossError(RuntimeError):
@@ -382,6 +383,9 @@ class Trainer:
             # A restart (from a checkpoint, or from scratch after a kill before the first one)
             # repeats the steps after self.step: drop their earlier records.
             self.metrics.truncate_after(self.step)
+        # SIGUSR1 (or submitit's signal) before a SLURM limit: checkpoint at the next step
+        # boundary and exit resumable (hnet_dna.training.stop).
+        stop = StopRequest().install()
         try:
             while self.step < cfg.max_steps:
                 result = self.train_step(self.next_micro_batches())
@@ -405,8 +409,13 @@ class Trainer:
                     self.save()
                     last_saved = self.step
                 interval.paused += self.paused_seconds - paused_before
+                if not done and stop.agreed(env):
+                    if last_saved != self.step:
+                        self.save()
+                    stop.exit(env, self.step, self.last_checkpoint)
         finally:
             bar.close()
+            stop.restore()
         final = self.evaluate()
         if last_saved != self.step:
             self.save()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import numpy as np
 import polars as pl
@@ -81,6 +82,7 @@ def test_score_variants_end_to_end(saved_model, fasta_copy, tmp_path, capsys):
         assert sum(1 for _ in vf) == 40
     text = capsys.readouterr().out
     assert "scored: 40" in text and "auroc" in text
+    assert re.search(r"40 ALTs in [0-9.]+ s \([0-9.]+ variants/s\)", text)  # the rate
     rc = main_score_variants(["--model", str(saved_model), "--vcf", str(CHR20_VCF), "--fasta",
                               str(fasta_copy), "--out", str(tmp_path / "b"), "--window", "32",
                               "--max-variants", "3", "--label-column", "AF", "--no-progress"])

@@ -111,8 +111,8 @@ class _PoisonedRunner:
     def __init__(self, runner: PerBaseForward, poisoned: set[bytes]) -> None:
         self.runner, self.poisoned = runner, poisoned
 
-    def run(self, windows, depths=(), logp=True):
-        outs = self.runner.run(windows, depths, logp)
+    def run_shared(self, windows, shared, depths=()):
+        outs = self.runner.run_shared(windows, shared, depths)
         for w, o in zip(windows, outs, strict=True):
             if np.asarray(w).tobytes() in self.poisoned:
                 o.logp = np.full_like(o.logp, np.nan)

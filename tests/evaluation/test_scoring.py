@@ -35,6 +35,9 @@ class MarkovRunner:
             out.append(WindowOutput(feats, lp))
         return out
 
+    def run_shared(self, windows, shared, depths=()):
+        return self.run(windows, depths)  # a causal model: sharing prefixes changes nothing
+
 
 def _scorer(**kw) -> VariantScorer:
     return VariantScorer(MarkovRunner(), depth="final", **kw)  # type: ignore[arg-type]
@@ -123,3 +126,48 @@ def test_model_nan_is_not_mistaken_for_unscored_n():
     assert fine.finite  # the N padding is left out, not counted as a non-finite score
     broken = VariantScorer(_NaNAt(), depth="final").score([(ref, alt)])[0]
     assert not broken.finite and np.isnan(broken.llr)
+
+
+# ------------------------------------------------------------------ shared prefixes
+def test_shared_prefix_runs_equal_whole_windows_at_every_depth(model2_f64):
+    """run_shared gives run's log-probabilities and per-base features at every depth of a
+    2-stage H-Net (chunks after the split differ between windows), float64."""
+    from hnet_dna.evaluation.runner import available_depths
+
+    runner = PerBaseForward(model2_f64, batch_size=2)
+    ref = random_ids(70, seed=5)
+    ref[:6] = N  # contig-edge padding inside the shared prefix
+    snv = ref.copy()
+    snv[35] = (ref[35] + 1) % 4
+    dele = np.r_[ref[:35], ref[38:]].astype(np.uint8)
+    ins = np.r_[ref[:35], [0, 1, 2], ref[35:]].astype(np.uint8)
+    other = random_ids(50, seed=6)
+    windows = [ref, snv, dele, ins, other, ref[:1]]
+    shared = [35, 35, 35, 35, 0, 5]  # a lone window, and one of a single base
+    depths = available_depths(model2_f64.config)
+    whole = runner.run(windows, depths)
+    for got, want in zip(runner.run_shared(windows, shared, depths), whole, strict=True):
+        np.testing.assert_allclose(got.logp, want.logp, rtol=0, atol=1e-10)
+        for d in depths:
+            np.testing.assert_allclose(got.features[d], want.features[d], rtol=0, atol=1e-10)
+
+
+def test_prefix_shared_scores_equal_whole_window_scores_on_the_real_vcf(model1, chr20):
+    """All score columns of the excerpt VCF (SNVs, indels, multi-ALT sites, both strands) with
+    the shared-prefix path equal today's whole-window scores within 1e-5 (float32 model)."""
+    from eval_data import CHR20_VCF
+
+    from hnet_dna.evaluation.scoring import SCORE_COLUMNS
+    from hnet_dna.evaluation.vcf_scoring import score_vcf
+
+    tables = [score_vcf(CHR20_VCF, chr20, VariantScorer(PerBaseForward(model1, 8),
+                                                        share_prefix=share), 128,
+                        progress=False)[0] for share in (True, False)]
+    shared, whole = tables
+    assert shared["status"].to_list() == whole["status"].to_list()
+    assert (shared["status"] == "ok").sum() > 700
+    kinds = set(shared.filter(shared["status"] == "ok")["kind"].to_list())
+    assert {"snv", "insertion", "deletion"} <= kinds, kinds
+    for column in SCORE_COLUMNS:
+        a, b = shared[column].to_numpy(), whole[column].to_numpy()
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=column)

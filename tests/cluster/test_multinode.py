@@ -1,0 +1,89 @@
+"""Multi-node rendezvous without SLURM: two torchrun launchers on this host act as two nodes
+(c10d rendezvous on 127.0.0.1), and an elastic restart after a killed worker resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from cluster_helpers import (
+    TWO_RANK_ARGS,
+    TWO_RANK_STEPS,
+    assert_same_weights,
+    free_port,
+    python_env,
+    torchrun,
+    wait_for,
+    weights,
+)
+
+
+def two_nodes(run_dir: Path, *extra: str) -> list[subprocess.Popen]:
+    endpoint = f"127.0.0.1:{free_port()}"
+    return [subprocess.Popen(
+        [*torchrun("--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node),
+                   "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "hnet",
+                   *extra),
+         f"hydra.run.dir={run_dir}", *TWO_RANK_ARGS],
+        env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for node in (0, 1)]
+
+
+def finish(nodes: list[subprocess.Popen], timeout: float = 300) -> list[str]:
+    """Both launchers' output once they exit; a hung one is killed and both logs are shown."""
+    logs = []
+    for node in nodes:
+        try:
+            logs.append(node.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            for other in nodes:
+                other.kill()
+            logs = [other.communicate()[0] for other in nodes]
+            raise AssertionError("a launcher hung:\n" + "\n".join(
+                f"== node {i}\n{log[-4000:]}" for i, log in enumerate(logs))) from None
+    for i, (node, log) in enumerate(zip(nodes, logs, strict=True)):
+        assert node.returncode == 0, f"node {i}: {log[-5000:]}"
+    return logs
+
+
+def test_two_launchers_as_two_nodes_match_one_node(tmp_path, two_rank_reference):
+    run_dir = tmp_path / "run"
+    finish(two_nodes(run_dir))
+    assert_same_weights(weights(run_dir, TWO_RANK_STEPS),
+                        weights(two_rank_reference, TWO_RANK_STEPS))
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+@pytest.mark.skipif(os.environ.get("HNET_CLUSTER_ELASTIC") != "1",
+                    reason="intermittent (README): HNET_CLUSTER_ELASTIC=1 make test-cluster")
+def test_killed_worker_restarts_the_group_and_resumes(tmp_path, two_rank_reference):
+    """Passed 3 of 5 runs on this host; the others: after the restart, gloo's connectFullMesh was
+    refused by the peer, or node 1's agent exited while node 0's worker waited in a collective."""
+    run_dir = tmp_path / "run"
+    nodes = two_nodes(run_dir, "--max-restarts", "1")
+    checkpoint = run_dir / "checkpoints" / f"step-{50:08d}" / "training_state.pt"
+
+    def ready() -> bool:
+        for node in nodes:
+            assert node.poll() is None, node.communicate()[0][-5000:]
+        return checkpoint.is_file()
+
+    wait_for(ready, f"checkpoint {checkpoint}", timeout=300, every=0.1)
+    [worker] = _children(nodes[1].pid)  # node 1's only worker
+    steps_before = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    os.kill(worker, signal.SIGKILL)
+    logs = finish(nodes)
+    # Node 1's agent saw its worker die; both nodes' new workers resumed from a checkpoint.
+    assert "failed (exitcode: -9)" in logs[1], logs[1][-5000:]
+    for log in logs:
+        assert f"resumed from {run_dir / 'checkpoints'}/step-" in log, log[-5000:]
+    assert steps_before[0] == f"step-{50:08d}"
+    assert_same_weights(weights(run_dir, TWO_RANK_STEPS),
+                        weights(two_rank_reference, TWO_RANK_STEPS))

@@ -21,7 +21,8 @@ python -m benchmarks.run --only kernels throughput   # re-run some, keep the oth
 which writes one JSON per benchmark to `benchmarks/results/` and this summary. Hot-spot profiles
 and the model-core changes they led to: [PROFILE.md](PROFILE.md).
 `benchmarks/bench_loader.py` (data-loader throughput: corpus load, window datasets, DataLoader
-workers) is a separate script, run on its own: `python benchmarks/bench_loader.py --help`;
+workers) is a separate script, run on its own: `python benchmarks/bench_loader.py --help`; so
+is `benchmarks/bench_threads.py` (threads per rank: the "Threads per rank" section below);
 so is `benchmarks/bench_genome.py` (genome preparation, startup, memory per rank and windows per
 worker on a 3.1 Gb genome: the "genome-scale" section at the end).
 
@@ -130,6 +131,37 @@ checked (the second call reuses the build and Triton's compiled kernels, so its 
 to measuring), and flash-attn is reported unavailable (no wheel on PyPI; building it takes
 hours). Copy the returned files to `benchmarks/results/gpu_check/` and commit them.
 **No GPU run exists yet**: no GPU was lent to the task that wrote the script.
+
+## Threads per rank (`bench_threads.py`)
+
+Issue 20 §3: ranks launched as SLURM tasks (no CPU binding, no `OMP_NUM_THREADS`) used to run
+torch with the node's thread count. `benchmarks/bench_threads.py` runs `hnet-dna pretrain`
+(tiny 1-stage H-Net, yeast chr I, global batch 8 x 512 bases, 40 steps, fp32 CPU) as 2 tasks x 1
+CPU (`2x1`, gloo DDP, half the batch each) and 1 task x 2 CPUs (`1x2`), before (`main` at
+cfa3f1b) and after (`hnet_dna/training/resources.py`), alternating within each repeat; seconds
+per step after the first log interval (`benchmarks/results/threads.json`):
+
+```
+git archive main hnet_dna | tar -x -C /tmp/before
+python benchmarks/bench_threads.py --src before=/tmp/before --src after=. --repeats 3
+```
+
+| code | layout | threads per rank | s/step per repeat | 2x1 / 1x2 per repeat |
+|---|---|---|---|---|
+| before | 1x2 | 2 | 0.376, 0.365, 0.407 | |
+| before | 2x1 | 2 | 3.702, 10.045, 6.632 | 9.8x, 27.5x, 16.3x |
+| after | 1x2 | 2 | 2.451, 1.947, 0.405 | |
+| after | 2x1 | 1 | 0.497, 0.324, 0.357 | 0.20x, 0.17x, 0.88x |
+
+Two shared cores, 1-minute load 1.6 to 6.5 from other jobs. Two 2-thread ranks on two CPUs
+suffer most from that load (the issue measured 2.36x on an idle node, here 9.8-27.5x); after the
+change each task runs 1 thread and `2x1` costs 0.88x of `1x2` in the quietest repeat (the issue's
+0.93x with `OMP_NUM_THREADS=1` set by hand). The same code runs `1x2` with 2 threads before and
+after; its slow `after` repeats 1-2 followed the long `before 2x1` runs under rising load, and an
+interleaved re-check at load ~2 gave 0.370/0.375/0.395 (before) against 0.388/0.404/0.373 s/step
+(after). An earlier session at 256-base windows and load 2.4-11.7
+(`benchmarks/results/threads_context256.json`, 16 steps, 5 repeats) gave `2x1 / 1x2` of
+1.8-3.9x before and 0.06-1.08x after.
 """
 
 

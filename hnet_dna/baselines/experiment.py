@@ -44,6 +44,7 @@ from hnet_dna.training.checkpoint import CHECKPOINTS_DIR, resolve_resume, seed_e
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.distributed import DistEnv, resolve_device, unwrap
 from hnet_dna.training.heldout import heldout_bits
+from hnet_dna.training.resources import setup_threads
 from hnet_dna.training.trainer import Evaluator, Trainer
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ def run_one(spec: RunSpec, run_dir: str | Path, cache_dir: str | Path) -> dict[s
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = trainer_config(spec)
     env = DistEnv(device=resolve_device(cfg.device))
+    plan = setup_threads(env.device, cfg.threads)  # this job's share of the allocation
     seed_everything(spec.seed)
     corpus = SweepCorpus(spec.corpus)
     budget = spec.budget
@@ -205,7 +207,7 @@ def run_one(spec: RunSpec, run_dir: str | Path, cache_dir: str | Path) -> dict[s
     model = build_model(model_cfg, checkpoint)
     stream: Any = WindowLoader(
         corpus.train_windows(budget.context_length, spec.seed, samples_per_epoch=100_000),
-        budget.batch_size,
+        budget.batch_size, plan.workers,
     )
     if not isinstance(tokenizer, UnitTokenizer):
         stream = TokenizedStream(stream, tokenizer, corpus.vocab.pad_id)

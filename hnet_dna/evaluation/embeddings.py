@@ -33,12 +33,12 @@ from typing import Literal
 
 import numpy as np
 import pysam
-from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import reverse_complement
 from hnet_dna.genomics.intervals import bed_data_lines
 from hnet_dna.outputs import atomic_output
+from hnet_dna.progress import progress as progress_bar
 
 from .runner import PerBaseForward, WindowOutput, depth_level
 
@@ -203,7 +203,7 @@ class Embedder:
         sequence): a group also ends where the key changes (the genomic block of a BED
         interval), so a run over blocks batches exactly as a run over everything.
         """
-        bar = tqdm(total=total, unit="seq", desc="embed", disable=not self.progress)
+        bar = progress_bar(total=total, unit="seq", desc="embed", disable=not self.progress)
         group: list[tuple[str, np.ndarray]] = []
         size = 0
         keys = iter(keys) if keys is not None else None

@@ -13,7 +13,7 @@
 Both are fitted on ``train`` and scored on ``test``. A seed changes the CV folds / MLP
 initialisation, so the spread over seeds is the probe's own variance; a ``logreg`` with C chosen
 on ``dev`` is deterministic and is fitted once (one row, seed = the first seed). Each head shows
-a progress bar with an ETA.
+a progress report with an ETA (a bar on a terminal, log lines otherwise: hnet_dna.progress).
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
-from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import BOS, PAD, encode
 from hnet_dna.genomics.framing import frame
 from hnet_dna.model.lm import HNetForCausalLM
+from hnet_dna.progress import progress as progress_bar
 from hnet_dna.training.config import ScheduleConfig
 from hnet_dna.training.optim import build_param_groups
 from hnet_dna.training.schedule import build_scheduler
@@ -89,7 +89,8 @@ def fit_logreg_on_dev(X: Mapping, y: Mapping, progress: bool = True, desc: str =
     clf = LogisticRegression(C=CS[0], max_iter=MAX_ITER, tol=TOL, warm_start=True)
     best = (np.inf, None, None)
     labels = np.arange(max(y["train"].max(), y["dev"].max()) + 1)
-    for C in tqdm(CS, desc=f"{desc}: C on dev", unit="C", disable=not progress, leave=False):
+    for C in progress_bar(CS, desc=f"{desc}: C on dev", unit="C", disable=not progress,
+                          leave=False):
         clf.set_params(C=C)
         clf.fit(Xtr, y["train"])
         loss = log_loss(y["dev"], clf.predict_proba(Xdev), labels=labels)
@@ -113,7 +114,7 @@ def probe_features(features: str, X: Mapping[str, np.ndarray], y: Mapping[str, n
         make_head(head, 0)  # validates the name before any fit
         on_dev = head == "logreg" and "dev" in X
         runs = seeds[:1] if on_dev else seeds
-        bar = tqdm(runs, desc=f"{features}/{head}", unit="fit", disable=not progress)
+        bar = progress_bar(runs, desc=f"{features}/{head}", unit="fit", disable=not progress)
         for seed in bar:
             with warnings.catch_warnings():
                 # sklearn 1.8+ announces LogisticRegressionCV attribute/default changes that do
@@ -228,7 +229,7 @@ def finetune(lm: HNetForCausalLM, task: Task, epochs: int = 3, lr: float = 3e-4,
     for epoch in range(epochs):
         model.train()
         perm = rng.permutation(order)
-        bar = tqdm(range(0, len(perm), batch_size), desc=f"finetune epoch {epoch}",
+        bar = progress_bar(range(0, len(perm), batch_size), desc=f"finetune epoch {epoch}",
                    disable=not progress)
         for a in bar:
             idx = perm[a:a + batch_size]

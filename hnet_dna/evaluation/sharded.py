@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
-from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.fasta import Genome
 from hnet_dna.outputs import check_outputs
+from hnet_dna.progress import progress as progress_bar
 
 from .regions import Block, Shard, genome_blocks, select_regions
 from .shards import PartStore, finish, model_files, run_blocks, shard_device
@@ -101,7 +101,7 @@ def score_variants_blocks(
         wanted = {b.index for b in todo}
         source = (tabix_blocks(vcf, genome, todo, plan, index) if index is not None else
                   stream_blocks(vcf, genome, plan, whole_genome=selection is None))
-        bar = tqdm(total=len(todo), unit="block", desc=f"score {shard}",
+        bar = progress_bar(total=len(todo), unit="block", desc=f"score {shard}",
                    disable=not progress)
         for found in source:
             if found.block.index not in wanted:
@@ -193,7 +193,7 @@ def embed_blocks(
                              dims=dims)
 
     def work(todo: list[Block]) -> None:
-        for block in tqdm(todo, unit="block", desc=f"embed {shard}", disable=not progress):
+        for block in progress_bar(todo, unit="block", desc=f"embed {shard}", disable=not progress):
             items = by_block.get(block.index, [])
             recs = [inputs.records[i] for i in items]
             writer = EmbeddingWriter(out, dims)
@@ -259,7 +259,7 @@ def track_blocks_run(
                         progress=False, logp=True)
 
     def work(todo: list[Block]) -> None:
-        for block in tqdm(todo, unit="block", desc=f"track {shard}", disable=not progress):
+        for block in progress_bar(todo, unit="block", desc=f"track {shard}", disable=not progress):
             emb = track_block(embedder, genome, block, parent[block.index])
             rows: dict[str, list] = {"signal": [], "start": [], "end": [], "text": []}
             for name, values in signals(emb).items():

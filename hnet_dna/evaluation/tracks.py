@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError, OutputError
 from hnet_dna.genomics.fasta import Genome
 from hnet_dna.genomics.intervals import Interval, intersect, read_bed
 from hnet_dna.outputs import atomic_output
+from hnet_dna.progress import progress as progress_bar
 
 from .embeddings import Boundary, Embedder, Embedding, boundaries, write_boundaries_bed
 from .regions import DEFAULT_BLOCK_SIZE, Block, plan_blocks
@@ -271,7 +271,7 @@ def write_tracks(embedder: Embedder, genome: Genome, regions: Sequence[Region], 
     track_outputs(prefix, stages, both, bigwig)  # a folder as prefix is refused
     blocks = track_blocks(regions, None, block_size)
     bounds: list[Boundary] = []
-    bar = tqdm(total=sum(b.end - b.start for b, _ in blocks), unit="base", unit_scale=True,
+    bar = progress_bar(total=sum(b.end - b.start for b, _ in blocks), unit="base", unit_scale=True,
                desc="track", disable=not embedder.progress)
     with ExitStack() as stack:
         writer = TrackWriter(stack, prefix, signal_names(stages, both), genome.contigs, bigwig)

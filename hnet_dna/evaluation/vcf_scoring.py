@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.fasta import Genome
 from hnet_dna.outputs import atomic_output, check_free_space, check_outputs
+from hnet_dna.progress import progress as progress_bar
 
 from .consequences import ConsequenceAnnotator
 from .regions import DEFAULT_BLOCK_SIZE
@@ -113,7 +113,7 @@ def score_vcf(
     pending: list[tuple[dict, Variant]] = []
     reader = VariantReader(vcf, genome, window, counter, records, checker)
     carry = _InfoColumns(reader.vcf.definitions["INFO"], carry_info, vcf)
-    bar = tqdm(unit="alt", desc="score", disable=not progress)
+    bar = progress_bar(unit="alt", desc="score", disable=not progress)
     last_block: tuple[str | None, int] | None = None
 
     def flush() -> None:

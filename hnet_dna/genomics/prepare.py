@@ -105,8 +105,9 @@ def prepare_genome(source: str | os.PathLike, out_dir: str | os.PathLike | None 
     """The prepared form of ``source`` (see the module doc), written unless up to date.
 
     An existing file at the output path that is not a prepared genome of ``source`` is never
-    overwritten (error). ``progress``: a tqdm bar of bases written. (An uncompressed FASTA needs
-    no conversion: ``fasta.prepare`` indexes and summarises it where it lies.)
+    overwritten (error). ``progress``: a report of bases written (:mod:`hnet_dna.progress`).
+    (An uncompressed FASTA needs no conversion: ``fasta.prepare`` indexes and summarises it
+    where it lies.)
     """
     source = Path(source)
     if not source.is_file():
@@ -175,13 +176,14 @@ def _made_from(out: Path) -> str | None:
 def _write(source: Path, format: SeqFormat, tmp: Path, progress: bool
            ) -> tuple[list[tuple[str, int, int]], GenomeSummary]:
     """Stream the records into ``tmp``: ``(name, length, byte offset)`` per record, summary."""
-    from tqdm.auto import tqdm
+    from hnet_dna.progress import progress as progress_bar
 
     entries: list[tuple[str, int, int]] = []
     summary = GenomeSummary()
     skipped: list[str] = []
     seen: set[str] = set()
-    bar = tqdm(unit="b", unit_scale=True, desc=f"prepare {source.name}", disable=not progress)
+    bar = progress_bar(unit="b", unit_scale=True, desc=f"prepare {source.name}",
+                       disable=not progress)
     with open(tmp, "wb") as fh:
         for name, seq in _records(source, format, skipped):
             if name in seen:

@@ -71,7 +71,13 @@ class TrainerConfig:
     eval_max_batches: int | None = None  # None = the whole tiled held-out set (exact)
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
+    # Progress on rank 0: a tqdm bar on a terminal, else a plain line every progress_interval
+    # seconds (None: $HNET_DNA_PROGRESS_INTERVAL or 30 s; see hnet_dna.progress).
     progress_bar: bool = True
+    progress_interval: float | None = None
+    # Intra-op threads per rank; None = from the allocation (affinity, SLURM, local ranks) or
+    # OMP_NUM_THREADS (see hnet_dna.training.resources).
+    threads: int | None = None
     baselines: bool = True  # Markov reference numbers on the held-out bases at the end
     markov_order: int = 8
     # Mb of training windows the baselines are fitted on: all of a smaller training split, else
@@ -102,7 +108,9 @@ class DataConfig:
     softmask_weight: float = 0.1  # training loss weight of lowercase (repeat) bases
     rc_prob: float = 0.5  # reverse-complement augmentation probability
     max_n_fraction: float = 0.1  # training windows with more N are skipped
-    num_workers: int = 0
+    # DataLoader workers per rank; None = from the allocation (none on the CPU, up to 4 on an
+    # accelerator; see hnet_dna.training.resources).
+    num_workers: int | None = None
     train_split: str = "train"
     eval_split: str = "valid"
 

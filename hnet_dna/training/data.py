@@ -26,9 +26,13 @@ def vocabulary_for(cfg: DataConfig) -> Vocabulary:
     return DNA_VOCAB
 
 
-def train_stream(corpus: Corpus, cfg: DataConfig, seed: int) -> WindowLoader:
+def train_stream(corpus: Corpus, cfg: DataConfig, seed: int,
+                 num_workers: int | None = None) -> WindowLoader:
     """Endless random windows of the training split, sharded by the process group's rank;
-    ``next()`` gives a batch, and a restored position is where the next batch starts."""
+    ``next()`` gives a batch, and a restored position is where the next batch starts.
+
+    ``num_workers``: DataLoader workers (default ``cfg.num_workers``, where None means 0; the
+    pretraining run passes the number :mod:`hnet_dna.training.resources` chose)."""
     dataset = corpus.windows(
         cfg.train_split,
         cfg.context_length,
@@ -39,7 +43,9 @@ def train_stream(corpus: Corpus, cfg: DataConfig, seed: int) -> WindowLoader:
         max_n_fraction=cfg.max_n_fraction,
         seed=seed,
     )
-    return WindowLoader(dataset, cfg.batch_size, cfg.num_workers)
+    if num_workers is None:
+        num_workers = cfg.num_workers or 0
+    return WindowLoader(dataset, cfg.batch_size, num_workers)
 
 
 def eval_batches(

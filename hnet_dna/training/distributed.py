@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -68,14 +71,63 @@ def _export_submitit_env() -> None:
         TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
+_rank_tag = ""  # "[rank N] " once this process is rank N of several, else ""
+
+
+def rank_tag() -> str:
+    """``"[rank N] "`` in a process group of several ranks, ``""`` otherwise."""
+    return _rank_tag
+
+
+Factory = Callable[..., logging.LogRecord]
+
+
+def _tagged_record_factory(base: Factory) -> Factory:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        if _rank_tag and not str(record.msg).startswith(_rank_tag):
+            record.msg = f"{_rank_tag}{record.msg}"
+        return record
+
+    factory.hnet_dna_rank_tag = True  # type: ignore[attr-defined]
+    return factory
+
+
+def _tagged_formatwarning(base: Callable[..., str]) -> Callable[..., str]:
+    def formatwarning(*args: Any, **kwargs: Any) -> str:
+        return f"{_rank_tag}{base(*args, **kwargs)}"
+
+    formatwarning.hnet_dna_rank_tag = True  # type: ignore[attr-defined]
+    return formatwarning
+
+
+def tag_logs_with_rank(rank: int, world_size: int) -> None:
+    """Prefix this process's log records and Python warnings with ``[rank N] `` when it is one
+    of several ranks (every rank's warnings and errors then say whose they are, also in a
+    job log that interleaves ranks); no prefix for a single process. Idempotent."""
+    global _rank_tag
+    _rank_tag = f"[rank {rank}] " if world_size > 1 else ""
+    if not _rank_tag:
+        return
+    if not getattr(logging.getLogRecordFactory(), "hnet_dna_rank_tag", False):
+        logging.setLogRecordFactory(_tagged_record_factory(logging.getLogRecordFactory()))
+    if not getattr(warnings.formatwarning, "hnet_dna_rank_tag", False):
+        warnings.formatwarning = _tagged_formatwarning(warnings.formatwarning)
+
+
 def init_distributed(cfg: DistributedConfig, device_name: str = "auto") -> DistEnv:
-    """Join the process group when launched with several processes; a no-op otherwise."""
+    """Join the process group when launched with several processes; a no-op otherwise.
+
+    With several ranks, every log record and warning of this process is tagged with its rank
+    (:func:`tag_logs_with_rank`)."""
     _export_submitit_env()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(device_name)
     if world_size <= 1:
+        tag_logs_with_rank(0, 1)
         return DistEnv(device=device)
     rank = int(os.environ["RANK"])
+    tag_logs_with_rank(rank, world_size)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)

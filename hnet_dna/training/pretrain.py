@@ -39,10 +39,12 @@ from hnet_dna.training.distributed import (
     broadcast_object,
     gather_objects,
     init_distributed,
+    rank_tag,
     shutdown_distributed,
 )
 from hnet_dna.training.markov import markov_bits_per_base
 from hnet_dna.training.metrics import PLOT_NAME, plot_metrics
+from hnet_dna.training.resources import setup_threads
 from hnet_dna.training.trainer import HELDOUT, NonFiniteLossError, Trainer, heldout_evaluator
 
 log = logging.getLogger(__name__)
@@ -177,6 +179,9 @@ def run_pretrain(cfg: PretrainConfig, model_cfg: HNetConfig, run_dir: str | Path
     """Train, evaluate, checkpoint and (rank 0) report; returns the final metrics."""
     env = init_distributed(cfg.trainer.distributed, cfg.trainer.device)
     try:
+        # Threads and workers from this rank's share of the allocation, before any torch work.
+        plan = setup_threads(env.device, cfg.trainer.threads, cfg.data.num_workers,
+                             report=env.is_main)
         # Every rank must write to rank 0's folder (hydra's timestamp may differ by a second).
         run_dir = Path(str(broadcast_object(str(run_dir), env)))
         settings = stream_settings(cfg)
@@ -199,7 +204,7 @@ def run_pretrain(cfg: PretrainConfig, model_cfg: HNetConfig, run_dir: str | Path
         trainer = Trainer(
             cfg.trainer,
             model,
-            data_mod.train_stream(corpus, cfg.data, cfg.seed),
+            data_mod.train_stream(corpus, cfg.data, cfg.seed, plan.workers),
             data_mod.vocabulary_for(cfg.data),
             run_dir,
             env,
@@ -296,17 +301,17 @@ def hydra_main(cfg: DictConfig) -> float | None:
         result = run_pretrain(pretrain_cfg, model_cfg, run_dir)
     except InputError as error:
         # Bad input (data file, model folder, run folder, setting): one line, exit status 2.
-        print(f"hnet-dna pretrain: {error}", file=sys.stderr)
+        print(f"{rank_tag()}hnet-dna pretrain: {error}", file=sys.stderr)
         raise SystemExit(2) from error
     except NonFiniteLossError as error:
         # A diagnosis, not a crash: no traceback, exit status 1.
-        print(f"hnet-dna pretrain stopped: {error}", file=sys.stderr)
+        print(f"{rank_tag()}hnet-dna pretrain stopped: {error}", file=sys.stderr)
         raise SystemExit(1) from error
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
         # Like the other commands: the user has to act (free space), so status 2, one line;
         # the last checkpoint is intact and the run resumes from it.
-        print(f"hnet-dna pretrain stopped: {error.strerror}", file=sys.stderr)
+        print(f"{rank_tag()}hnet-dna pretrain stopped: {error.strerror}", file=sys.stderr)
         raise SystemExit(2) from error
     return result["final"].get("bpb")

@@ -19,12 +19,12 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hnet_dna.errors import InputError
 from hnet_dna.genomics.alphabet import Vocabulary
 from hnet_dna.genomics.framing import shift_right
 from hnet_dna.model.config import per_stage
+from hnet_dna.progress import progress
 from hnet_dna.training import checkpoint as ckpt
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.distributed import (
@@ -367,12 +367,14 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Train to ``max_steps`` (from the current step); returns the final evaluation."""
         cfg, env = self.cfg, self.env
-        bar = tqdm(
+        # Rank 0 only: a tqdm bar on a terminal, a line every progress_interval s in a job log.
+        bar = progress(
             total=cfg.max_steps,
             initial=self.step,
             desc="pretrain",
             unit="step",
             disable=not (env.is_main and cfg.progress_bar),
+            interval=cfg.progress_interval,
             dynamic_ncols=True,
         )
         interval = LogInterval()
@@ -388,7 +390,6 @@ class Trainer:
             while self.step < cfg.max_steps:
                 result = self.train_step(self.next_micro_batches())
                 interval = self._accumulate(interval, result)
-                bar.update(1)
                 done = self.step == cfg.max_steps
                 if self.step % cfg.log_every == 0 or done:
                     summary = self._log_train(interval, result)
@@ -398,10 +399,12 @@ class Trainer:
                         lr=f"{result['lr']:.2e}",
                     )
                     interval = LogInterval()
+                bar.update(1)  # after the postfix: a log line carries this step's numbers
                 paused_before = self.paused_seconds
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and not done:
                     bpb = self.evaluate().get("bpb", math.nan)
-                    bar.write(f"step {self.step}: held-out bits per base {bpb:.4f}")
+                    if env.is_main:
+                        bar.write(f"step {self.step}: held-out bits per base {bpb:.4f}")
                 if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0 and not done:
                     self.save()
                     last_saved = self.step
@@ -484,6 +487,9 @@ def _check_counts(cfg: TrainerConfig) -> None:
             value = getattr(value, part)
         if value < minimum:
             raise ValueError(f"trainer.{name} must be >= {minimum}, got {value}")
+    if cfg.progress_interval is not None and not cfg.progress_interval >= 0:
+        raise ValueError(f"trainer.progress_interval must be >= 0 seconds (or null), "
+                         f"got {cfg.progress_interval}")
 
 
 def _peak_memory_mb(device: torch.device) -> float:

@@ -129,9 +129,13 @@ def check_outputs_and_space(paths: Sequence, inputs: Sequence, overwrite: bool,
 
 # ---------------------------------------------------------------------------- running
 def setup_logging(verbose: bool) -> None:
+    """Logging, and torch's threads from the CPUs this process was given (logged with -v)."""
+    from hnet_dna.training.resources import setup_threads
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
+    setup_threads()
 
 
 def command(build_parser: Callable[[], argparse.ArgumentParser], body: Body

@@ -16,6 +16,8 @@ from torch import nn
 
 from hnet_dna.training.config import DistributedConfig
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class DistEnv:
@@ -115,6 +117,24 @@ def tag_logs_with_rank(rank: int, world_size: int) -> None:
         warnings.formatwarning = _tagged_formatwarning(warnings.formatwarning)
 
 
+def elastic_store_warning(environ: dict[str, str] | os._Environ = os.environ) -> str | None:
+    """Why an elastic restart of this torchrun group may fail to reconnect, or ``None``.
+
+    With ``--max-restarts`` > 0 and the c10d rendezvous, torch's agents hand every restart round
+    the same shared TCPStore, whose process-group keys are not per round (pytorch/pytorch#135712):
+    a restarted gloo/NCCL group can read a dead worker's address (connection refused) or wait on
+    a key another rank set under a different prefix until the collective timeout. Exporting
+    ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` to torchrun gives each round a fresh store on a
+    fresh port, hosted by that round's rank 0 worker."""
+    if environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    if int(environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) <= 0:
+        return None
+    return ("torchrun --max-restarts > 0 with the agent's shared TCPStore: a restarted group may "
+            "fail to reconnect (pytorch/pytorch#135712); export "
+            "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 to torchrun")
+
+
 def init_distributed(cfg: DistributedConfig, device_name: str = "auto") -> DistEnv:
     """Join the process group when launched with several processes; a no-op otherwise.
 
@@ -135,6 +155,8 @@ def init_distributed(cfg: DistributedConfig, device_name: str = "auto") -> DistE
     backend = cfg.backend
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
+    if rank == 0 and (problem := elastic_store_warning()):
+        log.warning(problem)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
     return DistEnv(rank, world_size, local_rank, device)

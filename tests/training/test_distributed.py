@@ -13,6 +13,7 @@ from hnet_dna.genomics.alphabet import DNA_VOCAB
 from hnet_dna.training.config import TrainerConfig
 from hnet_dna.training.distributed import (
     DistEnv,
+    elastic_store_warning,
     init_distributed,
     shutdown_distributed,
     unwrap,
@@ -112,3 +113,13 @@ def test_ddp_and_fsdp_match_one_process(tmp_path):
         for name in single:
             torch.testing.assert_close(distributed[name], single[name], rtol=1e-5, atol=1e-6,
                                        msg=f"{strategy}: {name}")
+
+
+def test_elastic_restarts_on_the_shared_store_are_warned_about():
+    """torchrun's agent store is shared across restart rounds (pytorch/pytorch#135712): only a
+    group that may restart on it is told to opt out."""
+    shared = {"TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_MAX_RESTARTS": "1"}
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in elastic_store_warning(shared)
+    assert elastic_store_warning({**shared, "TORCHELASTIC_USE_AGENT_STORE": "False"}) is None
+    assert elastic_store_warning({**shared, "TORCHELASTIC_MAX_RESTARTS": "0"}) is None
+    assert elastic_store_warning({}) is None  # not under torchrun

@@ -202,6 +202,8 @@ def test_command_line_is_valid(where, argv, monkeypatch):
         first = args[0] if args else ""
         assert first.startswith("-") or first in SLURM_COMMANDS[program], (
             f"{where}: `{program} {first}` is not a use of {program} the README knows")
+    elif program == "export":  # environment for the commands after it: NAME=VALUE only
+        assert args and all(re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S+", a) for a in args), where
     elif program in ("conda", "pip"):
         for a in args:  # files they are pointed at exist (environment.yml, ...)
             if a.endswith((".yml", ".yaml", ".txt")):

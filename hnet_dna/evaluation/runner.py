@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,6 +204,22 @@ def _to_numpy(t: Tensor) -> np.ndarray:
     return t.detach().to(accumulation_dtype(t.dtype)).cpu().numpy()
 
 
+@contextmanager
+def _capture_depths(model: nn.Module, depths: Sequence[str]) -> Iterator[dict[str, Tensor]]:
+    """The outputs of the depth modules of one forward, by depth name (hooks removed after)."""
+    captured: dict[str, Tensor] = {}
+    hooks = []
+    for depth in depths:
+        def hook(_m, _inp, output, depth=depth):
+            captured[depth] = output[0] if isinstance(output, tuple) else output
+        hooks.append(_depth_module(model, depth).register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 class PerBaseForward:
     """Batched no-grad forward passes with hooks on the requested depths.
 
@@ -266,18 +283,9 @@ class PerBaseForward:
 
     def _forward(self, ids: Tensor, cache, mask: Tensor | None, depths: Sequence[str]):
         """``model.extend`` with the depth modules' outputs captured."""
-        captured: dict[str, Tensor] = {}
-        hooks = []
-        for depth in depths:
-            def hook(_m, _inp, output, depth=depth):
-                captured[depth] = output[0] if isinstance(output, tuple) else output
-            hooks.append(_depth_module(self.model, depth).register_forward_hook(hook))
-        try:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                result = self.model.extend(ids, cache, mask=mask)
-        finally:
-            for h in hooks:
-                h.remove()
+        with _capture_depths(self.model, depths) as captured, \
+                torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            result = self.model.extend(ids, cache, mask=mask)
         return result, {d: _to_numpy(captured[d]) for d in depths}
 
     def _run_group(self, windows: Sequence[np.ndarray], prefix: list[int],
@@ -331,19 +339,10 @@ class PerBaseForward:
         width = max(lengths) + 1
         ids, mask = frame(windows, BOS, PAD)
         ids, mask = ids.to(self.device), mask.to(self.device)
-        captured: dict[str, Tensor] = {}
-        hooks = []
-        for depth in depths:
-            def hook(_m, _inp, output, depth=depth):
-                captured[depth] = output[0] if isinstance(output, tuple) else output
-            hooks.append(_depth_module(self.model, depth).register_forward_hook(hook))
-        try:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                full = all(n == width - 1 for n in lengths)
-                result = self.model(ids, mask=None if full else mask)
-        finally:
-            for h in hooks:
-                h.remove()
+        with _capture_depths(self.model, depths) as captured, \
+                torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            full = all(n == width - 1 for n in lengths)
+            result = self.model(ids, mask=None if full else mask)
         lp = None
         if want_logp:
             logprobs = torch.log_softmax(result.logits.float(), -1)

@@ -146,7 +146,7 @@ def describe(cycle: list[Arrow], files: dict[str, Path], root: Path = ROOT) -> s
 # The layers of docs/architecture.md, lowest first. A module may import its own subpackage (or
 # module) and any lower layer; peers of one layer stay apart (model/ knows nothing about DNA).
 LAYERS = [
-    {"hnet_dna.errors", "hnet_dna._version"},
+    {"hnet_dna.errors", "hnet_dna._version", "hnet_dna.progress"},
     {"hnet_dna.outputs", "hnet_dna.conf"},
     {"hnet_dna.model", "hnet_dna.genomics"},
     {"hnet_dna.training"},

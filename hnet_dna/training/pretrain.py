@@ -232,6 +232,11 @@ def run_pretrain(cfg: PretrainConfig, model_cfg: HNetConfig, run_dir: str | Path
                 baselines, fit = markov_baselines(corpus, cfg, trainer)
             plot_metrics(run_dir)
             print(summary(run_dir, trainer, final, baselines, fit))
+        # Every rank waits for rank 0's summary, so that all tear the process group down
+        # together: a rank that destroyed its gloo group while rank 0 still held its
+        # connections aborted at exit now and then ("terminate called without an active
+        # exception", seen in the cluster tier's sbatch test).
+        gather_objects(None, env)
         return {"final": final, "baselines": baselines, "run_dir": str(run_dir)}
     finally:
         shutdown_distributed()

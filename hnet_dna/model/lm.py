@@ -88,15 +88,7 @@ class HNetForCausalLM(nn.Module):
         cache: HNetCache | None = None,
         output_hidden_states: bool = False,
     ) -> CausalLMOutput:
-        if mask is not None and mask.shape != input_ids.shape:
-            raise ValueError(
-                f"mask shape {tuple(mask.shape)} != input shape {tuple(input_ids.shape)}"
-            )
-        hidden = self.embeddings(input_ids)
-        hidden, routing = self.backbone(hidden, mask=mask, seq_idx=seq_idx, cache=cache)
-        logits = self.lm_head(hidden)
-        logits = logits.to(accumulation_dtype(logits.dtype))
-        return CausalLMOutput(logits, routing, hidden if output_hidden_states else None)
+        return self._run(input_ids, mask, output_hidden_states, seq_idx=seq_idx, cache=cache)
 
     def extend(
         self,
@@ -111,12 +103,17 @@ class HNetForCausalLM(nn.Module):
         ``allocate_inference_cache`` makes this a forward pass that fills it (a prefill);
         ``hnet.select_rows`` copies a cache's rows so that one prefix feeds several suffixes.
         """
+        return self._run(input_ids, mask, output_hidden_states, cache=cache, extend=True)
+
+    def _run(self, input_ids: Tensor, mask: Tensor | None, output_hidden_states: bool,
+             **backbone_args) -> CausalLMOutput:
+        """Embedding -> backbone (``forward`` or ``extend`` arguments) -> head."""
         if mask is not None and mask.shape != input_ids.shape:
             raise ValueError(
                 f"mask shape {tuple(mask.shape)} != input shape {tuple(input_ids.shape)}"
             )
         hidden = self.embeddings(input_ids)
-        hidden, routing = self.backbone(hidden, mask=mask, cache=cache, extend=True)
+        hidden, routing = self.backbone(hidden, mask=mask, **backbone_args)
         logits = self.lm_head(hidden)
         logits = logits.to(accumulation_dtype(logits.dtype))
         return CausalLMOutput(logits, routing, hidden if output_hidden_states else None)
